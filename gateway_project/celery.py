@@ -1,0 +1,19 @@
+"""The Celery application; the beat schedule lives here."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+
+app = Celery("gateway")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.conf.beat_schedule = {
+    "invitation-expire": {
+        "task": "accounts.tasks.invitation_expire_task",
+        "schedule": 3600.0,
+    },
+}

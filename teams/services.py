@@ -1,0 +1,188 @@
+"""Every write to teams and their memberships goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import transaction
+
+from accounts.audit import audit_record
+from accounts.models import User
+from accounts.policy import Permission, PolicyDenied, Principal, require
+from gateway_project.errors import Conflict, ValidationFailed
+from teams.models import EVERYONE, TEAM_NAME_PATTERN, Team, TeamMembership
+
+import re
+
+MEMBER = TeamMembership.Role.MEMBER
+MANAGER = TeamMembership.Role.MANAGER
+
+
+def team_snapshot(team: Team) -> dict[str, Any]:
+    """The audited fields of a team."""
+    rows = team.memberships.select_related("user").order_by("user__email")
+    return {
+        "name": team.name,
+        "description": team.description,
+        "members": [m.user.email for m in rows if m.role == MEMBER],
+        "managers": [m.user.email for m in rows if m.role == MANAGER],
+    }
+
+
+def _validate_name(name: str) -> str:
+    if not re.fullmatch(TEAM_NAME_PATTERN, name or ""):
+        raise ValidationFailed.field(
+            "name",
+            "3-36 characters: letters, digits, '-' and '_', starting with a letter and ending "
+            "with a letter or digit",
+        )
+    if name.lower() == EVERYONE:
+        raise ValidationFailed.field("name", "'everyone' is reserved for the implicit team")
+    return name
+
+
+def _users_by_email(emails: Sequence[str], field: str) -> list[User]:
+    """Existing users for `emails`, or a field error naming the first unknown one."""
+    wanted = [e.strip().lower() for e in emails]
+    found = {u.email: u for u in User.objects.filter(email__in=wanted)}
+    for index, email in enumerate(wanted):
+        if email not in found:
+            raise ValidationFailed.field(f"{field}[{index}]", f"no user with email '{email}'")
+    return [found[e] for e in dict.fromkeys(wanted)]
+
+
+def _guard_editable_membership(team: Team) -> None:
+    if team.is_everyone:
+        raise Conflict("the 'everyone' team holds every user; its membership cannot be edited")
+    if team.source == Team.Source.SCIM:
+        raise Conflict(
+            "this team is provisioned by your identity provider over SCIM; change its "
+            "membership in the identity provider"
+        )
+
+
+def _require_membership_change(actor: Principal, team: Team, user: User, role: str) -> None:
+    """Managers change members of their teams; managers are set tenant-wide; no self-joining."""
+    if role == MANAGER:
+        require(actor, Permission.TEAM_MANAGE)  # tenant-wide only: managers are appointed
+        return
+    require(actor, Permission.TEAM_MANAGE, team_id=team.pk)
+    is_self = actor.kind == "user" and actor.id == user.pk
+    if is_self and not actor.holds(Permission.TEAM_MANAGE):
+        # Joining a team would hand the actor the team's grants: that is escalation.
+        raise PolicyDenied(Permission.TEAM_MANAGE, "managers cannot add themselves as members")
+
+
+@transaction.atomic
+def team_create(
+    *,
+    actor: Principal,
+    name: str,
+    description: str = "",
+    members: Sequence[str] = (),
+    managers: Sequence[str] = (),
+    source: str = Team.Source.MANUAL,
+    created_via: str = "console",
+) -> Team:
+    """A new team with its first members and managers."""
+    require(actor, Permission.TEAM_CREATE)
+    _validate_name(name)
+    if Team.objects.filter(name__iexact=name).exists():
+        raise Conflict(f"a team named '{name}' already exists")
+    member_users = _users_by_email(members, "members")
+    manager_users = _users_by_email(managers, "managers")
+    team = Team.objects.create(
+        name=name, description=description, source=source, created_via=created_via
+    )
+    TeamMembership.objects.bulk_create(
+        [TeamMembership(team=team, user=u, role=MEMBER) for u in member_users]
+        + [TeamMembership(team=team, user=u, role=MANAGER) for u in manager_users]
+    )
+    audit_record(actor=actor, action="team.created", target=team, after=team_snapshot(team))
+    return team
+
+
+@transaction.atomic
+def team_update(*, actor: Principal, team: Team, description: str | None = None) -> Team:
+    """Change a team's description (its name is its identity and does not change)."""
+    require(actor, Permission.TEAM_MANAGE, team_id=team.pk)
+    before = team_snapshot(team)
+    if description is not None and description != team.description:
+        team.description = description
+        team.save(update_fields=["description", "updated_at"])
+        audit_record(
+            actor=actor, action="team.updated", target=team, before=before,
+            after=team_snapshot(team),
+        )
+    return team
+
+
+@transaction.atomic
+def team_delete(*, actor: Principal, team: Team) -> None:
+    """Delete a team and its memberships."""
+    require(actor, Permission.TEAM_DELETE)
+    if team.is_everyone:
+        raise Conflict("the 'everyone' team cannot be deleted")
+    audit_record(actor=actor, action="team.deleted", target=team, before=team_snapshot(team))
+    team.delete()
+
+
+@transaction.atomic
+def team_membership_add(
+    *, actor: Principal, team: Team, user: User, role: str = MEMBER
+) -> bool:
+    """Add `user` as member or manager. Returns False when already there."""
+    if role not in (MEMBER, MANAGER):
+        raise ValidationFailed.field("role", "must be 'member' or 'manager'")
+    _require_membership_change(actor, team, user, role)
+    _guard_editable_membership(team)
+    _, created = TeamMembership.objects.get_or_create(team=team, user=user, role=role)
+    if created:
+        audit_record(
+            actor=actor, action=f"team.{role}_added", target=team,
+            after={"user": user.email, "role": role},
+        )
+    return created
+
+
+@transaction.atomic
+def team_membership_remove(
+    *, actor: Principal, team: Team, user: User, role: str = MEMBER
+) -> bool:
+    """Remove `user` as member or manager. Returns False when they were not."""
+    if role not in (MEMBER, MANAGER):
+        raise ValidationFailed.field("role", "must be 'member' or 'manager'")
+    _require_membership_change(actor, team, user, role)
+    _guard_editable_membership(team)
+    deleted, _ = TeamMembership.objects.filter(team=team, user=user, role=role).delete()
+    if deleted:
+        audit_record(
+            actor=actor, action=f"team.{role}_removed", target=team,
+            before={"user": user.email, "role": role},
+        )
+    return bool(deleted)
+
+
+@transaction.atomic
+def team_memberships_set(
+    *,
+    actor: Principal,
+    team: Team,
+    members: Sequence[str] | None = None,
+    managers: Sequence[str] | None = None,
+) -> bool:
+    """Make the team's members and/or managers exactly these (used by apply). True if changed."""
+    changed = False
+    for role, emails, field in ((MEMBER, members, "members"), (MANAGER, managers, "managers")):
+        if emails is None:
+            continue
+        wanted = {u.pk: u for u in _users_by_email(emails, field)}
+        current = {
+            m.user_id: m.user for m in team.memberships.select_related("user").filter(role=role)
+        }
+        for pk in wanted.keys() - current.keys():
+            changed |= team_membership_add(actor=actor, team=team, user=wanted[pk], role=role)
+        for pk in current.keys() - wanted.keys():
+            changed |= team_membership_remove(actor=actor, team=team, user=current[pk], role=role)
+    return changed
