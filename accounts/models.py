@@ -76,7 +76,10 @@ class User(AbstractBaseUser):
     display_name = models.CharField(max_length=150, blank=True)
     is_active = models.BooleanField(default=True)
     tenant_role = models.ForeignKey(
-        "accounts.Role", on_delete=models.PROTECT, related_name="users", to_field="slug",
+        "accounts.Role",
+        on_delete=models.PROTECT,
+        related_name="users",
+        to_field="slug",
         default=MEMBER,
     )
     date_joined = models.DateTimeField(default=timezone.now)
@@ -155,11 +158,14 @@ class RoleBindingSubject(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return self.subject
+
     @property
     def subject(self) -> str:
-        if self.user_id is not None:
-            return f"user:{self.user.email}"
-        return f"team:{self.team.name}" if self.team is not None else ""
+        if self.user is not None:
+            return self.user.subject
+        return self.team.subject if self.team is not None else ""
 
 
 class RoleBindingGrant(models.Model):
@@ -180,6 +186,9 @@ class RoleBindingGrant(models.Model):
                 name="accounts_rbgrant_unique",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}:{self.resource_fqn}:{self.role_id}"
 
 
 class PersonalAccessToken(models.Model):
@@ -227,6 +236,9 @@ class Invitation(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=300)  # actor subject
+
+    def __str__(self) -> str:
+        return f"invitation for user {self.user_id}"
 
 
 class AuditEvent(models.Model):

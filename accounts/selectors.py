@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -17,9 +18,9 @@ from accounts.models import (
     RoleBindingGrant,
     User,
 )
-from accounts.policy import Permission, PolicyDenied, Principal, holds_any, require, require_any
+from accounts.policy import Permission, PolicyDenied, Principal, holds_any, require_any
 from gateway_project.crypto import keyed_digest
-from gateway_project.errors import ObjectNotFound
+from gateway_project.errors import ObjectNotFound, ValidationFailed
 from teams.models import EVERYONE, Team, TeamMembership
 
 
@@ -39,7 +40,7 @@ def principal_for_user(user: User) -> Principal:
     everyone_id = Team.objects.filter(name=EVERYONE).values_list("id", flat=True).first()
     subject_teams = set(member_ids) | ({everyone_id} if everyone_id else set())
 
-    roles_tenant: set[str] = {user.tenant_role_id}
+    roles_tenant: set[str] = {user.tenant_role.slug}
     tenant_perms: set[Permission] = set(_permissions(user.tenant_role.permissions))
     team_perms: dict[int, set[Permission]] = defaultdict(set)
     if managed_ids:
@@ -48,9 +49,13 @@ def principal_for_user(user: User) -> Principal:
         for team_id in managed_ids:
             team_perms[team_id] |= granted
 
-    grants = RoleBindingGrant.objects.filter(
-        Q(binding__subjects__user=user) | Q(binding__subjects__team_id__in=subject_teams)
-    ).select_related("role").distinct()
+    grants = (
+        RoleBindingGrant.objects.filter(
+            Q(binding__subjects__user=user) | Q(binding__subjects__team_id__in=subject_teams)
+        )
+        .select_related("role")
+        .distinct()
+    )
     for grant in grants:
         perms = _permissions(grant.role.permissions)
         if grant.resource_type == Role.ResourceType.TENANT:
@@ -203,3 +208,51 @@ def audit_event_list(
     if source:
         qs = qs.filter(source=source)
     return qs
+
+
+# --- console helpers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserDetail:
+    """A user with their team memberships and number of usable personal access tokens."""
+
+    user: User
+    memberships: list[TeamMembership]
+    active_token_count: int
+
+
+def user_detail_get_for(principal: Principal, pk: int) -> UserDetail:
+    """One user (visibility as `user_get_for`) with their teams and active PAT count."""
+    user = user_get_for(principal, pk)
+    memberships = list(
+        TeamMembership.objects.filter(user=user).select_related("team").order_by("team__name")
+    )
+    active_tokens = (
+        PersonalAccessToken.objects.filter(user=user, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .count()
+    )
+    return UserDetail(user=user, memberships=memberships, active_token_count=active_tokens)
+
+
+def user_get_by_email(email: str) -> User:
+    """The user with `email` (case-insensitive), or ValidationFailed on the `email` field.
+
+    Services that take a user check the actor's rights; this only resolves the address.
+    """
+    address = (email or "").strip()
+    user = User.objects.filter(email__iexact=address).first() if address else None
+    if user is None:
+        raise ValidationFailed.field("email", f"no user with email '{address}'")
+    return user
+
+
+def audit_event_get_for(principal: Principal, pk: int) -> AuditEvent:
+    """One audit event, 404 when missing or when the principal may not read the audit log."""
+    if not principal.holds(Permission.SETTINGS_LIST):
+        raise ObjectNotFound("audit event not found")
+    event = AuditEvent.objects.filter(pk=pk).first()
+    if event is None:
+        raise ObjectNotFound("audit event not found")
+    return event

@@ -132,7 +132,7 @@ def _invitation_issue(*, actor: Principal, user: User) -> str:
         expires_at=timezone.now() + timedelta(hours=settings.GATEWAY_INVITE_TTL_HOURS),
         created_by=actor.subject,
     )
-    return settings.GATEWAY_PUBLIC_URL + reverse("accounts:invitation_accept", args=[raw])
+    return str(settings.GATEWAY_PUBLIC_URL) + reverse("accounts:invitation_accept", args=[raw])
 
 
 @transaction.atomic
@@ -180,7 +180,7 @@ def invitation_accept(*, raw: str, password: str) -> User:
 
 
 def _active_admin_count() -> int:
-    return User.objects.filter(tenant_role_id=TENANT_ADMIN, is_active=True).count()
+    return User.objects.filter(tenant_role__slug=TENANT_ADMIN, is_active=True).count()
 
 
 def _guard_last_admin(user: User) -> None:
@@ -200,8 +200,12 @@ def user_update(
     user: User,
     display_name: str | None = None,
     tenant_role: str | None = None,
+    is_active: bool | None = None,
 ) -> User:
-    """Change a user's display name and/or tenant role (never beyond the actor's own rights)."""
+    """Change a user's display name, tenant role and/or active flag, all or nothing.
+
+    Never beyond the actor's own rights.
+    """
     user = User.objects.select_for_update().get(pk=user.pk)
     before = user_snapshot(user)
     if display_name is not None and display_name != user.display_name:
@@ -218,6 +222,8 @@ def user_update(
     if after != before:
         user.save()
         audit_record(actor=actor, action="user.updated", target=user, before=before, after=after)
+    if is_active is not None:
+        user = user_set_active(actor=actor, user=user, active=is_active)
     return user
 
 
@@ -249,7 +255,7 @@ def tenant_admin_ensure(*, email: str, password: str = "") -> tuple[User, str | 
 
     Returns the admin and the generated password (None when given or when one already existed).
     """
-    existing = User.objects.filter(tenant_role_id=TENANT_ADMIN, is_active=True).first()
+    existing = User.objects.filter(tenant_role__slug=TENANT_ADMIN, is_active=True).first()
     if existing is not None:
         return existing, None
     address = normalize_email(email)
@@ -265,7 +271,9 @@ def tenant_admin_ensure(*, email: str, password: str = "") -> tuple[User, str | 
         user.set_password(password or generated)
         user.save()
     audit_record(
-        actor=Principal.system(), action="user.bootstrap_admin", target=user,
+        actor=Principal.system(),
+        action="user.bootstrap_admin",
+        target=user,
         after=user_snapshot(user),
     )
     return user, generated

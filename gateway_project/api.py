@@ -32,14 +32,20 @@ def error_body(message: str, fields: dict[str, list[str]] | None = None) -> dict
     return {"error": {"message": message, "fields": fields or {}}}
 
 
+def _join(prefix: str, key: Any) -> str:
+    """`members` + 2 -> `members[2]`; `subjects[0]` + `name` -> `subjects[0].name`."""
+    if isinstance(key, int) or str(key).isdigit():
+        return f"{prefix}[{key}]"
+    name = "" if key == "non_field_errors" else str(key)
+    return f"{prefix}.{name}" if prefix and name else (prefix or name)
+
+
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested error detail as `{"a.b[0]": ["msg"]}`."""
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = "" if key == "non_field_errors" else str(key)
-            path = f"{prefix}.{name}" if prefix and name else (prefix or name)
-            out.update(_flatten(value, path))
+            out.update(_flatten(value, _join(prefix, key)))
     elif isinstance(detail, list):
         if all(not isinstance(v, dict | list) for v in detail):
             out[prefix] = [str(v) for v in detail]
@@ -74,5 +80,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = error_body(message, fields)
     elif isinstance(exc, exceptions.APIException):
         detail = exc.detail
-        response.data = error_body(str(detail if not isinstance(detail, dict) else exc.default_detail))
+        response.data = error_body(
+            str(detail if not isinstance(detail, dict) else exc.default_detail)
+        )
     return response

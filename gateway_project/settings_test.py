@@ -6,11 +6,9 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway")
 os.environ.setdefault("GATEWAY_SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
-os.environ.setdefault(
-    "GATEWAY_ENCRYPTION_KEY", "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="
-)
+os.environ.setdefault("GATEWAY_ENCRYPTION_KEY", "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=")
 
-from gateway_project.settings import *  # noqa: E402,F403
+from gateway_project.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +13,6 @@ from accounts.models import User
 from accounts.policy import Permission, PolicyDenied, Principal, require
 from gateway_project.errors import Conflict, ValidationFailed
 from teams.models import EVERYONE, TEAM_NAME_PATTERN, Team, TeamMembership
-
-import re
 
 MEMBER = TeamMembership.Role.MEMBER
 MANAGER = TeamMembership.Role.MANAGER
@@ -112,7 +111,10 @@ def team_update(*, actor: Principal, team: Team, description: str | None = None)
         team.description = description
         team.save(update_fields=["description", "updated_at"])
         audit_record(
-            actor=actor, action="team.updated", target=team, before=before,
+            actor=actor,
+            action="team.updated",
+            target=team,
+            before=before,
             after=team_snapshot(team),
         )
     return team
@@ -129,9 +131,7 @@ def team_delete(*, actor: Principal, team: Team) -> None:
 
 
 @transaction.atomic
-def team_membership_add(
-    *, actor: Principal, team: Team, user: User, role: str = MEMBER
-) -> bool:
+def team_membership_add(*, actor: Principal, team: Team, user: User, role: str = MEMBER) -> bool:
     """Add `user` as member or manager. Returns False when already there."""
     if role not in (MEMBER, MANAGER):
         raise ValidationFailed.field("role", "must be 'member' or 'manager'")
@@ -140,16 +140,16 @@ def team_membership_add(
     _, created = TeamMembership.objects.get_or_create(team=team, user=user, role=role)
     if created:
         audit_record(
-            actor=actor, action=f"team.{role}_added", target=team,
+            actor=actor,
+            action=f"team.{role}_added",
+            target=team,
             after={"user": user.email, "role": role},
         )
     return created
 
 
 @transaction.atomic
-def team_membership_remove(
-    *, actor: Principal, team: Team, user: User, role: str = MEMBER
-) -> bool:
+def team_membership_remove(*, actor: Principal, team: Team, user: User, role: str = MEMBER) -> bool:
     """Remove `user` as member or manager. Returns False when they were not."""
     if role not in (MEMBER, MANAGER):
         raise ValidationFailed.field("role", "must be 'member' or 'manager'")
@@ -158,7 +158,9 @@ def team_membership_remove(
     deleted, _ = TeamMembership.objects.filter(team=team, user=user, role=role).delete()
     if deleted:
         audit_record(
-            actor=actor, action=f"team.{role}_removed", target=team,
+            actor=actor,
+            action=f"team.{role}_removed",
+            target=team,
             before={"user": user.email, "role": role},
         )
     return bool(deleted)
