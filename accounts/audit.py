@@ -11,11 +11,9 @@ from django.db import models
 
 from accounts.models import AuditEvent
 from accounts.policy import Principal
+from gateway_project.manifest_io import mask_secrets
 
 _source: ContextVar[str] = ContextVar("audit_source", default=AuditEvent.Source.SYSTEM)
-
-SECRET_KEYS = ("password", "secret", "token", "api_key", "private_key", "digest", "credential")
-MASK = "********"
 
 
 @contextlib.contextmanager
@@ -30,18 +28,6 @@ def audit_source(source: str) -> Iterator[None]:
 
 def current_source() -> str:
     return _source.get()
-
-
-def mask_secrets(value: Any) -> Any:
-    """A copy of `value` whose secret-looking keys are masked, at any depth."""
-    if isinstance(value, Mapping):
-        return {
-            k: (MASK if any(s in str(k).lower() for s in SECRET_KEYS) else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v) for v in value]
-    return value
 
 
 def audit_record(

@@ -361,25 +361,25 @@ def role_update(
     """Edit a role (the built-in Team Manager role included); fixed roles refuse."""
     require(actor, Permission.ROLE_MANAGE)
     role = Role.objects.select_for_update().get(pk=role.pk)
-    if not role.editable:
-        raise Conflict(f"the built-in role '{role.slug}' cannot be edited")
     before = role_snapshot(role)
     if display_name is not None:
         role.display_name = display_name.strip() or role.slug
     if description is not None:
         role.description = description
     if permissions is not None:
-        values = _validate_permissions(actor, permissions, role.resource_type)
-        # Removing a permission you do not hold would also be an act on others' rights.
-        removed = sorted(set(role.permissions) - set(values))
-        missing = missing_for_grant(actor, removed)
-        if missing:
-            raise PolicyDenied(Permission.ROLE_MANAGE, f"would revoke {missing}")
-        role.permissions = values
+        role.permissions = sorted(set(permissions))
     after = role_snapshot(role)
-    if after != before:
-        role.save()
-        audit_record(actor=actor, action="role.updated", target=role, before=before, after=after)
+    if after == before:
+        return role
+    if not role.editable:
+        raise Conflict(f"the built-in role '{role.slug}' cannot be edited")
+    values = _validate_permissions(actor, role.permissions, role.resource_type)
+    # Removing a permission you do not hold would also be an act on others' rights.
+    missing = missing_for_grant(actor, sorted(set(before["permissions"]) - set(values)))
+    if missing:
+        raise PolicyDenied(Permission.ROLE_MANAGE, f"would revoke {missing}")
+    role.save()
+    audit_record(actor=actor, action="role.updated", target=role, before=before, after=after)
     return role
 
 

@@ -32,6 +32,7 @@ class Team(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
     external_id = models.CharField(max_length=255, blank=True)
     tags = models.JSONField(default=dict, blank=True)
+    owned_by = models.JSONField(default=dict, blank=True)  # manifest `ownedBy`, kept verbatim
     created_via = models.CharField(max_length=16, default="console")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -24,6 +24,7 @@ def team_snapshot(team: Team) -> dict[str, Any]:
     return {
         "name": team.name,
         "description": team.description,
+        "tags": team.tags,
         "members": [m.user.email for m in rows if m.role == MEMBER],
         "managers": [m.user.email for m in rows if m.role == MANAGER],
     }
@@ -82,6 +83,8 @@ def team_create(
     members: Sequence[str] = (),
     managers: Sequence[str] = (),
     source: str = Team.Source.MANUAL,
+    tags: dict[str, str] | None = None,
+    owned_by: dict[str, str] | None = None,
     created_via: str = "console",
 ) -> Team:
     """A new team with its first members and managers."""
@@ -92,7 +95,12 @@ def team_create(
     member_users = _users_by_email(members, "members")
     manager_users = _users_by_email(managers, "managers")
     team = Team.objects.create(
-        name=name, description=description, source=source, created_via=created_via
+        name=name,
+        description=description,
+        source=source,
+        tags=tags or {},
+        owned_by=owned_by or {},
+        created_via=created_via,
     )
     TeamMembership.objects.bulk_create(
         [TeamMembership(team=team, user=u, role=MEMBER) for u in member_users]
@@ -103,13 +111,23 @@ def team_create(
 
 
 @transaction.atomic
-def team_update(*, actor: Principal, team: Team, description: str | None = None) -> Team:
-    """Change a team's description (its name is its identity and does not change)."""
+def team_update(
+    *,
+    actor: Principal,
+    team: Team,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+    owned_by: dict[str, str] | None = None,
+) -> Team:
+    """Change a team's description, tags or owner (its name is its identity)."""
     require(actor, Permission.TEAM_MANAGE, team_id=team.pk)
     before = team_snapshot(team)
-    if description is not None and description != team.description:
-        team.description = description
-        team.save(update_fields=["description", "updated_at"])
+    changes = {"description": description, "tags": tags, "owned_by": owned_by}
+    fields = [k for k, v in changes.items() if v is not None and v != getattr(team, k)]
+    for name in fields:
+        setattr(team, name, changes[name])
+    if fields:
+        team.save(update_fields=[*fields, "updated_at"])
         audit_record(
             actor=actor,
             action="team.updated",
