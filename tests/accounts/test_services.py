@@ -323,7 +323,7 @@ def user_snapshot_of(user: User) -> dict[str, object]:
 
 
 def test_audit_masks_secret_values():
-    from accounts.audit import mask_secrets
+    from gateway_project.manifest_io import mask_secrets
 
     assert mask_secrets({"api_key": "sk-1", "nested": [{"client_secret": "s", "ok": 1}]}) == {
         "api_key": "********",
