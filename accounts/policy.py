@@ -62,6 +62,27 @@ TEAM_SCOPED_PERMISSIONS: frozenset[Permission] = frozenset(
     }
 )
 
+# Resource-level roles (collaborators on a provider account or MCP server) and what they allow
+# on that one resource.
+RESOURCE_ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
+    "provider-account-manager": frozenset(
+        {
+            Permission.PROVIDER_ACCOUNT_READ,
+            Permission.PROVIDER_ACCOUNT_MANAGE,
+            Permission.PROVIDER_ACCOUNT_USE,
+        }
+    ),
+    "provider-account-access": frozenset(
+        {Permission.PROVIDER_ACCOUNT_READ, Permission.PROVIDER_ACCOUNT_USE}
+    ),
+    "mcp-server-manager": frozenset(
+        {Permission.MCP_SERVER_READ, Permission.MCP_SERVER_MANAGE, Permission.MCP_SERVER_USE}
+    ),
+    "mcp-server-user": frozenset({Permission.MCP_SERVER_READ, Permission.MCP_SERVER_USE}),
+}
+
+Resource = tuple[str, int]  # ("provider-account", id) or ("mcp-server", id)
+
 PrincipalKind = Literal["user", "virtual_account", "scim_client", "system", "anonymous"]
 
 
@@ -78,6 +99,7 @@ class Principal:
     member_team_ids: frozenset[int] = frozenset()
     managed_team_ids: frozenset[int] = frozenset()
     invokable: frozenset[tuple[int, str]] = frozenset()  # (provider_account_id, model name)
+    resource_roles: Mapping[Resource, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def system(cls) -> Principal:
@@ -93,9 +115,11 @@ class Principal:
     def is_user(self) -> bool:
         return self.kind == "user"
 
-    def holds(self, permission: Permission, team_id: int | None = None) -> bool:
+    def holds(
+        self, permission: Permission, team_id: int | None = None, resource: Resource | None = None
+    ) -> bool:
         """Shorthand for `decide(...).allowed`."""
-        return decide(self, permission, team_id=team_id).allowed
+        return decide(self, permission, team_id=team_id, resource=resource).allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +143,13 @@ def decide(
     *,
     team_id: int | None = None,
     target: tuple[int, str] | None = None,
+    resource: Resource | None = None,
 ) -> Decision:
-    """Pure: no ORM, no I/O, so sync views and the async proxy share it."""
+    """Pure: no ORM, no I/O, so sync views and the async proxy share it.
+
+    `team_id` scopes team permissions, `resource` collaborator roles on one resource, and
+    `target` a model invocation `(provider_account_id, model name)`.
+    """
     if principal.kind == "anonymous":
         return Decision(False, "anonymous")
     if permission is Permission.SCIM_PROVISION:
@@ -130,10 +159,15 @@ def decide(
         return Decision(False, "scim token is limited to SCIM")
     if principal.kind == "system" or principal.is_tenant_admin:
         return Decision(True, principal.kind if principal.kind == "system" else "tenant-admin")
-    if permission is Permission.PROVIDER_ACCOUNT_USE and target is not None:
-        return Decision(target in principal.invokable, f"target={target}")
     if permission in principal.tenant_permissions:
         return Decision(True, "tenant role")
+    if permission is Permission.PROVIDER_ACCOUNT_USE and target is not None:
+        # Per-model: account grants narrowed by each model's authorized_subjects.
+        return Decision(target in principal.invokable, f"target={target}")
+    if resource is not None:
+        roles = principal.resource_roles.get(resource, frozenset())
+        if any(permission in RESOURCE_ROLE_PERMISSIONS.get(r, frozenset()) for r in roles):
+            return Decision(True, f"collaborator on {resource}")
     if team_id is None:
         return Decision(False, "no team in scope")
     granted = principal.team_permissions.get(team_id, frozenset())
@@ -146,9 +180,10 @@ def require(
     *,
     team_id: int | None = None,
     target: tuple[int, str] | None = None,
+    resource: Resource | None = None,
 ) -> None:
     """Raise PolicyDenied unless `decide` allows."""
-    decision = decide(principal, permission, team_id=team_id, target=target)
+    decision = decide(principal, permission, team_id=team_id, target=target, resource=resource)
     if not decision.allowed:
         raise PolicyDenied(permission, decision.reason)
 

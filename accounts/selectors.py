@@ -21,6 +21,7 @@ from accounts.models import (
 from accounts.policy import Permission, PolicyDenied, Principal, holds_any, require_any
 from gateway_project.crypto import keyed_digest
 from gateway_project.errors import ObjectNotFound, ValidationFailed
+from providers.selectors import resource_grants_for
 from teams.models import EVERYONE, Team, TeamMembership
 
 
@@ -64,10 +65,17 @@ def principal_for_user(user: User) -> Principal:
         elif grant.team_id is not None:
             team_perms[grant.team_id] |= perms
 
+    team_names = Team.objects.filter(pk__in=subject_teams).values_list("name", flat=True)
+    subjects = [user.subject, *(f"team:{name}" for name in team_names)]
+    resource_roles, invokable = resource_grants_for(
+        user_id=user.pk, team_ids=subject_teams, subjects=subjects
+    )
     return Principal(
         kind="user",
         id=user.pk,
         subject=user.subject,
+        resource_roles=resource_roles,
+        invokable=invokable,
         is_tenant_admin=TENANT_ADMIN in roles_tenant,
         tenant_permissions=frozenset(tenant_perms),
         team_permissions={k: frozenset(v) for k, v in team_perms.items()},

@@ -9,4 +9,5 @@ urlpatterns = [
     path("export", ExportApi.as_view(), name="export"),
     path("", include("accounts.api.urls")),
     path("", include("teams.api.urls")),
+    path("", include("providers.api.urls")),
 ]

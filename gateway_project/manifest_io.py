@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,21 +11,32 @@ from typing import Any
 
 import yaml
 
-SECRET_KEYS = ("password", "secret", "token", "api_key", "private_key", "digest", "credential")
+# A key is secret when one of its words is one of these (`client_secret`, `api-key`, `token`),
+# but not when the word merely starts that way (`max_tokens`).
+SECRET_KEY_RE = re.compile(
+    r"(^|[_-])(password|secret|token|api[_-]?key|private[_-]?key|digest|credentials?"
+    r"|authorization|cookie)([_-]|$)"
+)
 MASK = "********"
 SUFFIXES = (".yaml", ".yml")
+SECRET_REF_SCHEME = "gw-secret://"  # noqa: S105 - a URL scheme; see gateway_project.secret_refs: a reference, not a value
 
 
 def mask_secrets(value: Any) -> Any:
     """A copy of `value` whose secret-looking keys are masked, at any depth."""
     if isinstance(value, Mapping):
-        return {
-            k: (MASK if any(s in str(k).lower() for s in SECRET_KEYS) else mask_secrets(v))
-            for k, v in value.items()
-        }
+        return {k: _mask_item(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_secrets(v) for v in value]
     return value
+
+
+def _mask_item(key: Any, value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(SECRET_REF_SCHEME):
+        return value
+    if SECRET_KEY_RE.search(str(key).lower()) and not isinstance(value, Mapping | list):
+        return MASK
+    return mask_secrets(value)
 
 
 @dataclass(frozen=True)

@@ -195,5 +195,7 @@ LOGGING: dict[str, Any] = {
 # Bootstrap admin for `gateway serve` (a password is generated and printed once when unset).
 GATEWAY_ADMIN_EMAIL = env.str("GATEWAY_ADMIN_EMAIL", default="admin@example.com")
 GATEWAY_ADMIN_PASSWORD = env.str("GATEWAY_ADMIN_PASSWORD", default="")
+# Hosts (fnmatch patterns) provider base URLs may point at; empty allows any.
+GATEWAY_UPSTREAM_ALLOWLIST = env.list("GATEWAY_UPSTREAM_ALLOWLIST", default=[])
 # Invitation links stay valid this long.
 GATEWAY_INVITE_TTL_HOURS = env.int("GATEWAY_INVITE_TTL_HOURS", default=72)
