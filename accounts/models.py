@@ -188,7 +188,7 @@ class RoleBindingGrant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.resource_type}:{self.resource_fqn}:{self.role_id}"
+        return f"{self.resource_type}:{self.resource_fqn}:{self.role.slug}"
 
 
 class PersonalAccessToken(models.Model):
@@ -271,3 +271,17 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target}"
+
+
+class ConfigVersion(models.Model):
+    """One row whose counter moves on every governed change (bumped with each audit record).
+
+    Gateway processes poll it and drop their cached authentication and access decisions when
+    it moves, which bounds how long a revoked token or removed grant keeps working.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"config version {self.version}"
