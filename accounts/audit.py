@@ -8,8 +8,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.db import models
+from django.db.models import F
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, ConfigVersion
 from accounts.policy import Principal
 from gateway_project.manifest_io import mask_secrets
 
@@ -30,6 +31,13 @@ def current_source() -> str:
     return _source.get()
 
 
+def config_version_bump() -> None:
+    """Move the version every gateway process polls (inside the caller's transaction)."""
+    updated = ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
+    if not updated:
+        ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+
+
 def audit_record(
     *,
     actor: Principal,
@@ -39,7 +47,8 @@ def audit_record(
     after: Mapping[str, Any] | None = None,
     target_label: str | None = None,
 ) -> AuditEvent:
-    """Write one audit event inside the caller's transaction."""
+    """Write one audit event inside the caller's transaction, and move the config version."""
+    config_version_bump()
     return AuditEvent.objects.create(
         actor_kind=actor.kind,
         actor_id=actor.id,

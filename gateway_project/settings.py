@@ -197,5 +197,7 @@ GATEWAY_ADMIN_EMAIL = env.str("GATEWAY_ADMIN_EMAIL", default="admin@example.com"
 GATEWAY_ADMIN_PASSWORD = env.str("GATEWAY_ADMIN_PASSWORD", default="")
 # Hosts (fnmatch patterns) provider base URLs may point at; empty allows any.
 GATEWAY_UPSTREAM_ALLOWLIST = env.list("GATEWAY_UPSTREAM_ALLOWLIST", default=[])
+# How often each gateway process checks for configuration changes (revocations, grants).
+GATEWAY_AUTH_POLL_SECONDS = env.float("GATEWAY_AUTH_POLL_SECONDS", default=0.5)
 # Invitation links stay valid this long.
 GATEWAY_INVITE_TTL_HOURS = env.int("GATEWAY_INVITE_TTL_HOURS", default=72)

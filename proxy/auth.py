@@ -1,0 +1,157 @@
+"""Authentication for the proxy paths: an in-process cache of token decisions.
+
+A token's principal is loaded from the database once, then served from memory. Every process
+polls `ConfigVersion` (moved by every audited change) every `GATEWAY_AUTH_POLL_SECONDS` and drops
+its cache when it moves, so a revoked token, a deactivated user or a removed grant stops working
+everywhere within poll interval + one query (stated bound: 2 seconds). Expiry is checked on each
+use. When the database is unreachable, cached decisions keep serving; unknown tokens get 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from accounts.models import ConfigVersion, PersonalAccessToken
+from accounts.policy import Principal
+from accounts.selectors import principal_for_user
+from gateway_project.crypto import keyed_digest
+
+logger = logging.getLogger(__name__)
+
+
+class AuthUnavailable(Exception):
+    """The decision needs the database and the database is unreachable (HTTP 503, never 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A cached decision for one token digest."""
+
+    principal: Principal
+    expires_at: datetime | None
+    token_kind: str  # "pat" (later "vat")
+    token_id: int
+
+
+def _load(digest: str) -> Grant | None:
+    """The decision for a token digest, straight from the database (runs in a worker thread)."""
+    close_old_connections()
+    try:
+        token = (
+            PersonalAccessToken.objects.select_related("user", "user__tenant_role")
+            .filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if token is None:
+            return None
+        return Grant(principal_for_user(token.user), token.expires_at, "pat", token.pk)
+    except DatabaseError as exc:
+        raise AuthUnavailable from exc
+
+
+def _read_version() -> int:
+    close_old_connections()
+    try:
+        return ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+    except DatabaseError as exc:
+        raise AuthUnavailable from exc
+
+
+def _touch(token_ids: list[int]) -> None:
+    close_old_connections()
+    with contextlib.suppress(DatabaseError):
+        PersonalAccessToken.objects.filter(pk__in=token_ids).update(last_used_at=timezone.now())
+
+
+class AuthCache:
+    """Token digest -> Grant, plus a bounded negative cache, both dropped on version moves."""
+
+    def __init__(self, *, max_unknown: int = 10_000) -> None:
+        self._grants: dict[str, Grant] = {}
+        self._unknown: OrderedDict[str, None] = OrderedDict()
+        self._max_unknown = max_unknown
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._used: set[int] = set()
+        self.version: int | None = None
+        self.checked_at = 0.0
+
+    def clear(self) -> None:
+        self._grants.clear()
+        self._unknown.clear()
+
+    async def refresh(self) -> None:
+        """Poll the config version once; drop the cache when it moved."""
+        version = await sync_to_async(_read_version, thread_sensitive=False)()
+        if version != self.version:
+            self.clear()
+            self.version = version
+        self.checked_at = time.monotonic()
+
+    async def authenticate(self, raw: str) -> Grant | None:
+        """The grant for a raw token, or None (unknown, revoked, expired)."""
+        digest = keyed_digest(raw)
+        grant = self._grants.get(digest)
+        if grant is None:
+            if digest in self._unknown:
+                return None
+            grant = await self._load_once(digest)
+            if grant is None:
+                return None
+        if grant.expires_at is not None and grant.expires_at <= timezone.now():
+            return None
+        self._used.add(grant.token_id)
+        return grant
+
+    async def _load_once(self, digest: str) -> Grant | None:
+        lock = self._locks.setdefault(digest, asyncio.Lock())
+        async with lock:
+            if digest in self._grants:
+                return self._grants[digest]
+            version = self.version
+            try:
+                grant = await sync_to_async(_load, thread_sensitive=False)(digest)
+            finally:
+                self._locks.pop(digest, None)
+            if self.version != version:  # the cache was dropped meanwhile: do not resurrect
+                return grant
+            if grant is None:
+                self._unknown[digest] = None
+                while len(self._unknown) > self._max_unknown:
+                    self._unknown.popitem(last=False)
+            else:
+                self._grants[digest] = grant
+            return grant
+
+    async def flush_last_used(self) -> None:
+        """Record last use of the tokens seen since the previous flush (coarse, off the path)."""
+        if not self._used:
+            return
+        used, self._used = sorted(self._used), set()
+        await sync_to_async(_touch, thread_sensitive=False)(used)
+
+
+async def watch(cache: AuthCache, stop: asyncio.Event) -> None:
+    """Poll the config version until `stop`; flush last-used times every minute."""
+    interval = float(settings.GATEWAY_AUTH_POLL_SECONDS)
+    last_flush = time.monotonic()
+    while not stop.is_set():
+        try:
+            await cache.refresh()
+        except AuthUnavailable:
+            logger.warning("auth cache: database unreachable; serving cached decisions")
+        if time.monotonic() - last_flush > 60:
+            last_flush = time.monotonic()
+            await cache.flush_last_used()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
