@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import importlib
 import re
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.apps import apps as django_apps
 from django.db import connection
 from kombu import Connection, Queue
 
@@ -108,15 +106,8 @@ def start_worker(
     return process, log
 
 
-@pytest.fixture
-def builtin_roles(transactional_db: None) -> None:
-    """Transactional tests flush the tables, built-in roles included: seed them again."""
-    seed = importlib.import_module("accounts.migrations.0003_builtin_roles")
-    seed.create_roles(django_apps, None)
-
-
 def test_worker_sends_the_invitation_mail_over_smtp(
-    builtin_roles: None, smtp: tuple[Mailbox, int], tmp_path: Path, tasks_not_eager: None
+    transactional_db: None, smtp: tuple[Mailbox, int], tmp_path: Path, tasks_not_eager: None
 ) -> None:
     mailbox, smtp_port = smtp
     user = factories.UserFactory(email="invitee@example.com", display_name="In Vitee")
