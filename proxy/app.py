@@ -15,7 +15,13 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import httpx
+
+from proxy import db
 from proxy.auth import AuthCache, watch
+from proxy.logwriter import LogWriter
+from proxy.routing import RoutingCache
+from proxy.upstream import new_client
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +37,38 @@ class ProxyState:
 
     def __init__(self) -> None:
         self.auth = AuthCache()
+        self.routing = RoutingCache()
+        self.logs = LogWriter()
+        self.http: httpx.AsyncClient = new_client()
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
 
     async def start(self) -> None:
+        """Start the background tasks once per process (lifespan, or the first request)."""
         if self.started:
             return
         self.started = True
+        # Fresh caches bound to this event loop (a process may run several loops in tests).
+        self.auth = AuthCache()
+        self.routing = RoutingCache()
+        self.logs = LogWriter()
         self.stop = asyncio.Event()
-        self.tasks.append(asyncio.create_task(watch(self.auth, self.stop)))
+        self.http = new_client()
+        self.tasks = [
+            asyncio.create_task(watch(self.auth, self.stop)),
+            asyncio.create_task(self.logs.run(self.stop)),
+        ]
 
     async def shutdown(self) -> None:
+        """Stop the tasks; the log writer flushes what is queued before it returns."""
         self.stop.set()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, timeout=10)
+                await asyncio.wait_for(task, timeout=30)
         self.tasks.clear()
+        await self.http.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, db.shutdown)
         self.started = False
 
 

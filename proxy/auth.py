@@ -17,15 +17,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.models import ConfigVersion, PersonalAccessToken
 from accounts.policy import Principal
 from accounts.selectors import principal_for_user
 from gateway_project.crypto import keyed_digest
+from proxy import db
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ class Grant:
 
 def _load(digest: str) -> Grant | None:
     """The decision for a token digest, straight from the database (runs in a worker thread)."""
-    close_old_connections()
     try:
         token = (
             PersonalAccessToken.objects.select_related("user", "user__tenant_role")
@@ -61,7 +60,6 @@ def _load(digest: str) -> Grant | None:
 
 
 def _read_version() -> int:
-    close_old_connections()
     try:
         return ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     except DatabaseError as exc:
@@ -69,7 +67,6 @@ def _read_version() -> int:
 
 
 def _touch(token_ids: list[int]) -> None:
-    close_old_connections()
     with contextlib.suppress(DatabaseError):
         PersonalAccessToken.objects.filter(pk__in=token_ids).update(last_used_at=timezone.now())
 
@@ -92,7 +89,7 @@ class AuthCache:
 
     async def refresh(self) -> None:
         """Poll the config version once; drop the cache when it moved."""
-        version = await sync_to_async(_read_version, thread_sensitive=False)()
+        version = await db.run(_read_version)
         if version != self.version:
             self.clear()
             self.version = version
@@ -120,7 +117,7 @@ class AuthCache:
                 return self._grants[digest]
             version = self.version
             try:
-                grant = await sync_to_async(_load, thread_sensitive=False)(digest)
+                grant = await db.run(_load, digest)
             finally:
                 self._locks.pop(digest, None)
             if self.version != version:  # the cache was dropped meanwhile: do not resurrect
@@ -138,7 +135,7 @@ class AuthCache:
         if not self._used:
             return
         used, self._used = sorted(self._used), set()
-        await sync_to_async(_touch, thread_sensitive=False)(used)
+        await db.run(_touch, used)
 
 
 async def watch(cache: AuthCache, stop: asyncio.Event) -> None:

@@ -44,8 +44,8 @@ class RequestLog(CallerFields):
     latency_ms = models.FloatField(default=0)
     ttft_ms = models.FloatField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
-    request_body = models.TextField(null=True, blank=True)
-    response_body = models.TextField(null=True, blank=True)
+    request_body = models.TextField(null=True, blank=True)  # noqa: DJ001 - None: not logged
+    response_body = models.TextField(null=True, blank=True)  # noqa: DJ001 - None: not logged
 
     class Meta:
         ordering: ClassVar = ["-started_at"]
