@@ -199,5 +199,11 @@ GATEWAY_ADMIN_PASSWORD = env.str("GATEWAY_ADMIN_PASSWORD", default="")
 GATEWAY_UPSTREAM_ALLOWLIST = env.list("GATEWAY_UPSTREAM_ALLOWLIST", default=[])
 # How often each gateway process checks for configuration changes (revocations, grants).
 GATEWAY_AUTH_POLL_SECONDS = env.float("GATEWAY_AUTH_POLL_SECONDS", default=0.5)
+# The proxy: body limit, overall deadline per call, attempts on 429/5xx, and body logging
+# (always | never | header_controlled: log unless `x-gateway-logging-config: {"enabled": false}`).
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+GATEWAY_REQUEST_TIMEOUT_SECONDS = env.float("GATEWAY_REQUEST_TIMEOUT_SECONDS", default=600.0)
+GATEWAY_RETRY_ATTEMPTS = env.int("GATEWAY_RETRY_ATTEMPTS", default=2)
+GATEWAY_REQUEST_LOGGING_MODE = env.str("GATEWAY_REQUEST_LOGGING_MODE", default="header_controlled")
 # Invitation links stay valid this long.
 GATEWAY_INVITE_TTL_HOURS = env.int("GATEWAY_INVITE_TTL_HOURS", default=72)

@@ -1,0 +1,1 @@
+"""Fake upstream providers for the tests and the benchmark."""
