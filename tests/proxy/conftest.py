@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -12,7 +13,11 @@ from accounts.selectors import principal_for_user
 from gateway_project import manifests
 from gateway_project.manifest_io import parse_yaml
 from tests import factories
-from tests.fakes.fixtures import FakeProvider, fake_provider, fake_provider_server  # noqa: F401
+from tests.fakes.fixtures import (  # noqa: F401 - fixtures used by the proxy tests
+    FakeProvider,
+    fake_provider,
+    fake_provider_server,
+)
 from tests.servers import serve_in_thread
 
 MANIFESTS = """\
@@ -77,19 +82,37 @@ def seed_accounts(fake: FakeProvider) -> None:
 
 
 @pytest.fixture
-def gateway(transactional_db: None, fake_provider: FakeProvider) -> Iterator[Gateway]:
+def gateway_factory(
+    transactional_db: None,
+    fake_provider: FakeProvider,  # noqa: F811
+) -> Callable[[], AbstractContextManager[Gateway]]:
+    """Seeds people and accounts; each `with gateway_factory() as gw:` runs a gateway."""
     ml = factories.TeamFactory(name="ml")
     member = factories.team_member_of(ml)
     outsider = factories.member()
     seed_accounts(fake_provider)
-    from gateway_project.asgi import application
+    tokens = factories.pat_for(member), factories.pat_for(outsider)
 
-    with serve_in_thread(application) as url:
-        yield Gateway(
-            url,
-            member,
-            factories.pat_for(member),
-            outsider,
-            factories.pat_for(outsider),
-            fake_provider,
-        )
+    @contextmanager
+    def run() -> Iterator[Gateway]:
+        from gateway_project.asgi import application
+
+        with serve_in_thread(application) as url:
+            yield Gateway(url, member, tokens[0], outsider, tokens[1], fake_provider)
+
+    return run
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[[], AbstractContextManager[Gateway]]) -> Iterator[Gateway]:
+    with gateway_factory() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _close_proxy_db_threads() -> Iterator[None]:
+    """Tests that drive proxy code directly leave its database threads open: close them."""
+    yield
+    from proxy import db
+
+    db.shutdown()

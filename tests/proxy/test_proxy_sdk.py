@@ -55,7 +55,8 @@ def test_openai_sdk_chat_on_every_provider(gateway, model):
     )
     assert reply.choices[0].message.content == "echo: hi"
     assert reply.choices[0].finish_reason == "stop"
-    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens > 0
     [record] = logs(1)
     assert (record.requested_model, record.status, record.streaming) == (model, 200, False)
     assert record.caller_name == gateway.member.email
@@ -81,11 +82,13 @@ def test_openai_sdk_streaming_on_every_provider(gateway, model):
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
     ] == ["stop"]
     usage = [c.usage for c in chunks if c.usage]
-    assert len(usage) == 1 and usage[0].completion_tokens > 0
+    assert len(usage) == 1
+    assert usage[0].completion_tokens > 0
     [record] = logs(1)
     assert record.streaming is True
     assert record.output_tokens == usage[0].completion_tokens
-    assert record.ttft_ms is not None and record.ttft_ms <= record.latency_ms
+    assert record.ttft_ms is not None
+    assert record.ttft_ms <= record.latency_ms
 
 
 def test_openai_stream_without_include_usage_gets_no_usage_chunk(gateway):
@@ -128,7 +131,8 @@ def test_anthropic_sdk_messages_on_every_provider(gateway, model):
     assert message.content[0].type == "text"
     assert message.content[0].text == "echo: hi"
     assert message.stop_reason == "end_turn"
-    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert message.usage.input_tokens > 0
+    assert message.usage.output_tokens > 0
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -158,7 +162,7 @@ def test_anthropic_sdk_tools_on_every_provider(gateway, model):
         ],
         messages=[{"role": "user", "content": "please use the tool"}],
     )
-    tool_use = [b for b in message.content if b.type == "tool_use"][0]
+    tool_use = next(b for b in message.content if b.type == "tool_use")
     assert message.stop_reason == "tool_use"
     assert (tool_use.name, tool_use.input) == ("get_weather", {"city": "Paris"})
 
@@ -173,7 +177,8 @@ def test_upstream_gets_the_accounts_key_and_model_id_only(gateway):
     sent = gateway.fake.last_request("/chat/completions")
     assert sent["headers"]["authorization"] == f"Bearer {gateway.fake.OPENAI_KEY}"
     assert sent["body"]["model"] == "gpt-4o-2024-08-06"
-    assert "base_url" not in sent["body"] and "api_key" not in sent["body"]
+    assert "base_url" not in sent["body"]
+    assert "api_key" not in sent["body"]
     assert gateway.member_token not in json.dumps(sent)
     assert "x-forwarded-host" not in sent["headers"]
 
@@ -247,7 +252,7 @@ def test_model_not_permitted_looks_the_same_whether_or_not_it_exists(gateway):
     assert gateway.fake.requests() == []
 
 
-def _post(gateway: Gateway, body: bytes | dict, **headers: str) -> httpx.Response:
+def _post(gateway: Gateway, body: bytes | dict[str, object], **headers: str) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(
         f"{gateway.openai_base}/chat/completions",
