@@ -149,3 +149,25 @@ class Collaborator(models.Model):
         if self.user is not None:
             return self.user.subject
         return self.team.subject if self.team is not None else ""
+
+
+class McpUserToken(models.Model):
+    """One user's OAuth tokens for one `oauth2` MCP server (authorization code with PKCE)."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="user_tokens")
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField(blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["server", "user"], name="providers_mcp_user_token_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"token of user {self.user_id} for server {self.server_id}"

@@ -348,14 +348,15 @@ def mcp_server_put(
     else:
         require(actor, Permission.MCP_SERVER_MANAGE, resource=("mcp-server", server.pk))
         before = mcp_server_snapshot(server)
+    secret_changed = False
     server.description = spec.description.strip()
     server.url = url
     server.auth_type = spec.auth_type
     server.auth_public = dict(spec.auth_public)
     if spec.auth_secret is not None:
-        server.auth_secret = (
-            json.dumps(dict(spec.auth_secret), sort_keys=True) if spec.auth_secret else ""
-        )
+        stored = json.dumps(dict(spec.auth_secret), sort_keys=True) if spec.auth_secret else ""
+        secret_changed = stored != server.auth_secret
+        server.auth_secret = stored
     server.tool_settings = [dict(t) for t in spec.tool_settings]
     server.tls_settings = dict(spec.tls_settings)
     server.tags = dict(spec.tags)
@@ -365,7 +366,7 @@ def mcp_server_put(
         row.mcp_server = server
     Collaborator.objects.bulk_create(rows)
     after = mcp_server_snapshot(server)
-    if after != before:
+    if after != before or secret_changed:  # masked snapshots hide a replaced secret
         action = "mcp_server.created" if created else "mcp_server.updated"
         audit_record(actor=actor, action=action, target=server, before=before, after=after)
     return server, created

@@ -204,3 +204,23 @@ def test_collaborator_naming_an_unknown_team_is_refused(setup):
         manifests.apply(parse_yaml(text), actor=admin)
     assert [p.path for p in info.value.problems] == ["collaborators[0].subject"]
     assert Collaborator.objects.filter(team__name="ml-team").count() == 1
+
+
+def test_replacing_only_a_secret_is_audited_and_moves_the_config_version(setup):
+    from accounts.models import ConfigVersion
+
+    admin = principal_for_user(setup["admin"])
+    text = """\
+type: mcp-server/remote
+name: tools
+description: Tools
+url: http://127.0.0.1:1/mcp
+auth_data: {type: header, headers: {Authorization: Bearer one}}
+collaborators: [{subject: team:ml-team, role_id: mcp-server-user}]
+"""
+    manifests.apply(parse_yaml(text), actor=admin)
+    version = ConfigVersion.objects.get().version
+    results = manifests.apply(parse_yaml(text.replace("Bearer one", "Bearer two")), actor=admin)
+    assert [r.action for r in results] == ["updated"]
+    assert ConfigVersion.objects.get().version > version
+    assert AuditEvent.objects.filter(action="mcp_server.updated").count() == 1
