@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import manifests  # noqa: F401 - registers the manifest kinds
+        from accounts import manifests, va_manifests  # noqa: F401 - registers manifest kinds

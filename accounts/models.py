@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from gateway_project.fields import EncryptedTextField
+
 CREATED_VIA_CHOICES = [
     ("console", "Console"),
     ("api", "API"),
@@ -285,3 +287,154 @@ class ConfigVersion(models.Model):
 
     def __str__(self) -> str:
         return f"config version {self.version}"
+
+
+VIRTUAL_ACCOUNT_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,34}[a-z0-9]$"
+
+
+class SecretStore(models.Model):
+    """An external secret store that virtual account tokens are written to."""
+
+    class Kind(models.TextChoices):
+        AWS_SECRETS_MANAGER = "aws/secrets-manager", "AWS Secrets Manager"
+        HASHICORP_VAULT = "hashicorp/vault", "HashiCorp Vault (KV v2)"
+        GCP_GSM = "gcp/gsm", "Google Secret Manager"
+        AZURE_VAULT = "azure/vault", "Azure Key Vault"
+
+    name = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    config = models.JSONField(default=dict, blank=True)  # region, url, mount, project...
+    credentials = EncryptedTextField(blank=True, default="")  # JSON, write-only
+    created_via = models.CharField(max_length=16, default="console")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VirtualAccount(models.Model):
+    """A service identity for an application, owned by a team, with its own grants."""
+
+    name = models.CharField(max_length=36, unique=True)
+    owner_team = models.ForeignKey(
+        "teams.Team", on_delete=models.PROTECT, related_name="virtual_accounts"
+    )
+    owned_by_account = models.CharField(max_length=200, blank=True)  # `ownedBy.account`
+    expiration_date = models.DateField(null=True, blank=True)  # cannot change after creation
+    auto_rotate_interval_days = models.PositiveIntegerField(null=True, blank=True)
+    grace_period_days = models.PositiveIntegerField(default=30)
+    rotation_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    notification_target = models.JSONField(null=True, blank=True)
+    secret_store = models.ForeignKey(
+        SecretStore, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts"
+    )
+    secret_path = models.CharField(max_length=500, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    created_by = models.CharField(max_length=300)
+    created_via = models.CharField(max_length=16, default="console")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.CharField(max_length=500, blank=True)  # last secret-store failure
+    synced_at = models.DateTimeField(null=True, blank=True)
+    expiry_notified = models.JSONField(default=list, blank=True)  # days already warned about
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def subject(self) -> str:
+        return f"virtualaccount:{self.name}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expiration_date is not None and self.expiration_date < timezone.now().date()
+
+
+class VirtualAccountPermission(models.Model):
+    """One `{role_id, resource_type, resource_fqn}` grant of a virtual account."""
+
+    account = models.ForeignKey(
+        VirtualAccount, on_delete=models.CASCADE, related_name="permissions"
+    )
+    role_id = models.CharField(max_length=64)
+    resource_type = models.CharField(max_length=32)
+    resource_fqn = models.CharField(max_length=300)
+    provider_account = models.ForeignKey(
+        "providers.ProviderAccount",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    provider_model = models.ForeignKey(
+        "providers.ProviderModel",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    mcp_server = models.ForeignKey(
+        "providers.McpServer", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.role_id} on {self.resource_fqn}"
+
+
+class VirtualAccountToken(models.Model):
+    """The account's token: its id stays the same across rotations; secrets are its versions."""
+
+    account = models.ForeignKey(VirtualAccount, on_delete=models.CASCADE, related_name="tokens")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"token {self.pk} of {self.account_id}"
+
+
+class TokenSecret(models.Model):
+    """One version of a virtual account token. Only a keyed digest identifies it.
+
+    States: `next` (issued, being written to the secret store; valid), `current`, `previous`
+    (valid until `expires_at`, the end of the grace period), `retired`.
+    """
+
+    class State(models.TextChoices):
+        NEXT = "next", "Next"
+        CURRENT = "current", "Current"
+        PREVIOUS = "previous", "Previous"
+        RETIRED = "retired", "Retired"
+
+    token = models.ForeignKey(VirtualAccountToken, on_delete=models.CASCADE, related_name="secrets")
+    state = models.CharField(max_length=16, choices=State.choices)
+    prefix = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, unique=True)
+    # The raw token, encrypted, only until it is delivered: written to the store, or fetched
+    # once with "Get token". Emptied then.
+    undelivered = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+        constraints: ClassVar = [
+            # At most one current and one next version per token: rotation can never leave two.
+            models.UniqueConstraint(
+                fields=["token"], condition=Q(state="current"), name="accounts_secret_one_current"
+            ),
+            models.UniqueConstraint(
+                fields=["token"], condition=Q(state="next"), name="accounts_secret_one_next"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.state})"

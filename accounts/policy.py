@@ -96,7 +96,7 @@ class Principal:
     is_tenant_admin: bool = False
     tenant_permissions: frozenset[Permission] = frozenset()
     team_permissions: Mapping[int, frozenset[Permission]] = field(default_factory=dict)
-    member_team_ids: frozenset[int] = frozenset()
+    member_team_ids: frozenset[int] = frozenset()  # teams one belongs to (member or manager)
     managed_team_ids: frozenset[int] = frozenset()
     invokable: frozenset[tuple[int, str]] = frozenset()  # (provider_account_id, model name)
     resource_roles: Mapping[Resource, frozenset[str]] = field(default_factory=dict)

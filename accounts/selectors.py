@@ -39,7 +39,8 @@ def principal_for_user(user: User) -> Principal:
     member_ids = frozenset(t for t, r in memberships if r == TeamMembership.Role.MEMBER)
     managed_ids = frozenset(t for t, r in memberships if r == TeamMembership.Role.MANAGER)
     everyone_id = Team.objects.filter(name=EVERYONE).values_list("id", flat=True).first()
-    subject_teams = set(member_ids) | ({everyone_id} if everyone_id else set())
+    # A team's grants reach its managers as well as its members: both belong to the team.
+    subject_teams = set(member_ids | managed_ids) | ({everyone_id} if everyone_id else set())
 
     roles_tenant: set[str] = {user.tenant_role.slug}
     tenant_perms: set[Permission] = set(_permissions(user.tenant_role.permissions))
@@ -79,7 +80,7 @@ def principal_for_user(user: User) -> Principal:
         is_tenant_admin=TENANT_ADMIN in roles_tenant,
         tenant_permissions=frozenset(tenant_perms),
         team_permissions={k: frozenset(v) for k, v in team_perms.items()},
-        member_team_ids=member_ids,
+        member_team_ids=member_ids | managed_ids,
         managed_team_ids=managed_ids,
     )
 

@@ -27,3 +27,13 @@ def opaque_token_generate() -> tuple[str, str]:
     """A one-time link token (invitations): (raw, digest)."""
     raw = secrets.token_urlsafe(32)
     return raw, keyed_digest(raw)
+
+
+VA_PREFIX = "gw_va_"
+
+
+def va_token_generate(name: str) -> tuple[str, str, str]:
+    """A new virtual account token `gw_va_<name>_<secret>`: (raw, visible prefix, digest)."""
+    head = f"{VA_PREFIX}{name}_"
+    raw = head + random_secret()
+    return raw, raw[: len(head) + VISIBLE_SECRET_CHARS], keyed_digest(raw)

@@ -12,8 +12,8 @@ app = Celery("gateway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.beat_schedule = {
-    "invitation-expire": {
-        "task": "accounts.tasks.invitation_expire_task",
-        "schedule": 3600.0,
-    },
+    "invitation-expire": {"task": "accounts.tasks.invitation_expire_task", "schedule": 3600.0},
+    "va-rotation-scan": {"task": "accounts.tasks.va_rotation_scan_task", "schedule": 60.0},
+    "va-expiry-warn": {"task": "accounts.tasks.va_expiry_warn_task", "schedule": 3600.0},
+    "va-retire": {"task": "accounts.tasks.va_retire_task", "schedule": 300.0},
 }

@@ -100,6 +100,14 @@ def _loc_path(loc: Iterable[int | str]) -> str:
     return out
 
 
+def pydantic_fields(exc: ValidationError) -> dict[str, list[str]]:
+    """pydantic errors as `{field path: [messages]}` (for APIs taking one manifest)."""
+    fields: dict[str, list[str]] = {}
+    for problem in _pydantic_problems(Document(None), exc):
+        fields.setdefault(problem.path, []).append(problem.message)
+    return fields
+
+
 def _pydantic_problems(doc: Document, exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():

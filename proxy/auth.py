@@ -21,9 +21,11 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from accounts.models import ConfigVersion, PersonalAccessToken
+from accounts.models import ConfigVersion, PersonalAccessToken, TokenSecret, VirtualAccount
 from accounts.policy import Principal
 from accounts.selectors import principal_for_user
+from accounts.tokens import VA_PREFIX
+from accounts.virtual_accounts import principal_for_virtual_account, va_for_token
 from gateway_project.crypto import keyed_digest
 from proxy import db
 
@@ -40,21 +42,33 @@ class Grant:
 
     principal: Principal
     expires_at: datetime | None
-    token_kind: str  # "pat" (later "vat")
-    token_id: int
+    token_kind: str  # "pat" | "vat"
+    token_id: int  # PersonalAccessToken or TokenSecret id
 
 
-def _load(digest: str) -> Grant | None:
-    """The decision for a token digest, straight from the database (runs in a worker thread)."""
-    try:
-        token = (
-            PersonalAccessToken.objects.select_related("user", "user__tenant_role")
-            .filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
-            .first()
-        )
-        if token is None:
+def grant_for_token(raw: str) -> Grant | None:
+    """The decision for a raw token, straight from the database (PAT or virtual account)."""
+    if raw.startswith(VA_PREFIX):
+        found = va_for_token(raw)
+        if found is None:
             return None
-        return Grant(principal_for_user(token.user), token.expires_at, "pat", token.pk)
+        account, secret = found
+        expiry = secret.expires_at
+        return Grant(principal_for_virtual_account(account), expiry, "vat", secret.pk)
+    token = (
+        PersonalAccessToken.objects.select_related("user", "user__tenant_role")
+        .filter(digest=keyed_digest(raw), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    return Grant(principal_for_user(token.user), token.expires_at, "pat", token.pk)
+
+
+def _load(raw: str) -> Grant | None:
+    """grant_for_token on a proxy database thread; database errors mean 503, not 401."""
+    try:
+        return grant_for_token(raw)
     except DatabaseError as exc:
         raise AuthUnavailable from exc
 
@@ -66,9 +80,14 @@ def _read_version() -> int:
         raise AuthUnavailable from exc
 
 
-def _touch(token_ids: list[int]) -> None:
+def _touch(used: list[tuple[str, int]]) -> None:
+    now = timezone.now()
+    pats = [i for kind, i in used if kind == "pat"]
+    secrets = [i for kind, i in used if kind == "vat"]
     with contextlib.suppress(DatabaseError):
-        PersonalAccessToken.objects.filter(pk__in=token_ids).update(last_used_at=timezone.now())
+        PersonalAccessToken.objects.filter(pk__in=pats).update(last_used_at=now)
+        TokenSecret.objects.filter(pk__in=secrets).update(last_used_at=now)
+        VirtualAccount.objects.filter(tokens__secrets__pk__in=secrets).update(last_used_at=now)
 
 
 class AuthCache:
@@ -79,7 +98,7 @@ class AuthCache:
         self._unknown: OrderedDict[str, None] = OrderedDict()
         self._max_unknown = max_unknown
         self._locks: dict[str, asyncio.Lock] = {}
-        self._used: set[int] = set()
+        self._used: set[tuple[str, int]] = set()
         self.version: int | None = None
         self.checked_at = 0.0
 
@@ -102,22 +121,22 @@ class AuthCache:
         if grant is None:
             if digest in self._unknown:
                 return None
-            grant = await self._load_once(digest)
+            grant = await self._load_once(digest, raw)
             if grant is None:
                 return None
         if grant.expires_at is not None and grant.expires_at <= timezone.now():
             return None
-        self._used.add(grant.token_id)
+        self._used.add((grant.token_kind, grant.token_id))
         return grant
 
-    async def _load_once(self, digest: str) -> Grant | None:
+    async def _load_once(self, digest: str, raw: str) -> Grant | None:
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:
             if digest in self._grants:
                 return self._grants[digest]
             version = self.version
             try:
-                grant = await db.run(_load, digest)
+                grant = await db.run(_load, raw)
             finally:
                 self._locks.pop(digest, None)
             if self.version != version:  # the cache was dropped meanwhile: do not resurrect

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from accounts.models import User
 from accounts.request import set_request_principal
 from accounts.selectors import pat_authenticate, principal_for_user
+from accounts.tokens import VA_PREFIX
+from accounts.virtual_accounts import principal_for_virtual_account, va_for_token
 
 INVALID = "Invalid or expired token."
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """Personal access tokens (`gw_pat_...`); virtual account tokens arrive with their issue."""
+    """Personal access tokens (`gw_pat_...`) and virtual account tokens (`gw_va_...`)."""
 
     keyword = "bearer"
 
-    def authenticate(self, request: Request) -> tuple[User, str] | None:
+    def authenticate(self, request: Request) -> tuple[User | AnonymousUser, str] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
@@ -29,12 +32,21 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw:
             raise exceptions.AuthenticationFailed(INVALID)
+        if raw.startswith(VA_PREFIX):
+            return self._virtual_account(request, raw)
         token = pat_authenticate(raw)
         if token is None:
             # One answer whatever the token: nothing to tell a guesser.
             raise exceptions.AuthenticationFailed(INVALID)
         set_request_principal(request._request, principal_for_user(token.user))
         return token.user, "pat"
+
+    def _virtual_account(self, request: Request, raw: str) -> tuple[AnonymousUser, str]:
+        found = va_for_token(raw)
+        if found is None:
+            raise exceptions.AuthenticationFailed(INVALID)
+        set_request_principal(request._request, principal_for_virtual_account(found[0]))
+        return AnonymousUser(), "vat"
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="gateway"'

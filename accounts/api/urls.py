@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts.api import views
+from accounts.api import va_views, views
 
 app_name = "accounts-api"
 
@@ -19,4 +19,21 @@ urlpatterns = [
     path("personal-access-tokens", views.PatListApi.as_view(), name="pat_list"),
     path("personal-access-tokens/<int:pk>", views.PatDetailApi.as_view(), name="pat_detail"),
     path("audit-events", views.AuditEventListApi.as_view(), name="audit_event_list"),
+    path("virtual-accounts", va_views.VirtualAccountListApi.as_view(), name="va_list"),
+    path(
+        "virtual-accounts/<str:name>", va_views.VirtualAccountDetailApi.as_view(), name="va_detail"
+    ),
+    path(
+        "virtual-accounts/<str:name>/regenerate-token",
+        va_views.VirtualAccountRegenerateApi.as_view(),
+        name="va_regenerate",
+    ),
+    path(
+        "virtual-accounts/<str:name>/get-token",
+        va_views.VirtualAccountGetTokenApi.as_view(),
+        name="va_get_token",
+    ),
+    path(
+        "virtual-accounts/<str:name>/sync", va_views.VirtualAccountSyncApi.as_view(), name="va_sync"
+    ),
 ]
