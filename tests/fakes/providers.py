@@ -5,6 +5,12 @@ must not be the bottleneck. All three providers share one port; the paths do not
 except `GET /v1/models`, which answers in Anthropic's format when the request carries
 `x-api-key` or `anthropic-version`.
 
+Credentials (the module constants): OpenAI `Authorization: Bearer OPENAI_KEY`; Anthropic
+`x-api-key: ANTHROPIC_KEY` (or `Authorization: Bearer`, as anthropic-sdk-python 2.x sends it)
+plus a dated `anthropic-version`; Bedrock a SigV4 `Authorization` whose credential is
+AWS_ACCESS_KEY_ID, verified by recomputing the signature with AWS_SECRET_ACCESS_KEY (or
+`Authorization: Bearer BEDROCK_API_KEY`). Wrong ones get the provider's own 401/403 body.
+
 Replies are deterministic: a chat answers `echo: <last user text>`; when tools are offered and
 the last user message contains "use the tool", it calls the first tool with
 `{"city": "Paris"}`; after a tool result it answers `tool result: <result text>`. Token counts
@@ -16,13 +22,14 @@ name, for all future requests with `POST /_fake/config`, or for the next N reque
 use the last two):
 
     latency-ms          sleep before answering
-    status              answer this status with the provider's error body (429 and 503 add
-                        `Retry-After`, value from `retry-after`, default 1)
+    status              answer this status with the provider's error body (429, 503 and 529
+                        add `Retry-After`, value from `retry-after`, default 1)
     hang                never answer (until the client leaves)
     chunks              content chunks in a stream
     chunk-delay-ms      sleep between stream events
-    reset               close the connection abruptly (TCP RST): `0`/`true` before any byte,
-                        N >= 1 after N stream events (a non-stream answer: after its headers)
+    reset               close the connection abruptly (TCP RST): `0` or `true` before any
+                        byte; N >= 1 after N stream events (a non-stream answer: after its
+                        headers and half its body)
     stream-error-after  after N stream events send the provider's in-stream error and stop
 
 Control endpoints (never recorded): `GET|DELETE /_fake/requests`, `GET /_fake/stats`,
