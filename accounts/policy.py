@@ -100,6 +100,7 @@ class Principal:
     managed_team_ids: frozenset[int] = frozenset()
     invokable: frozenset[tuple[int, str]] = frozenset()  # (provider_account_id, model name)
     resource_roles: Mapping[Resource, frozenset[str]] = field(default_factory=dict)
+    roles: frozenset[str] = frozenset()  # tenant role slugs (own and bound), for `role:` subjects
 
     @classmethod
     def system(cls) -> Principal:

@@ -78,6 +78,7 @@ def principal_for_user(user: User) -> Principal:
         resource_roles=resource_roles,
         invokable=invokable,
         is_tenant_admin=TENANT_ADMIN in roles_tenant,
+        roles=frozenset(roles_tenant),
         tenant_permissions=frozenset(tenant_perms),
         team_permissions={k: frozenset(v) for k, v in team_perms.items()},
         member_team_ids=member_ids | managed_ids,

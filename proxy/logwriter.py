@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils.dateparse import parse_datetime
 
+from dataaccess import rollups
 from proxy import db
 from proxy.models import McpToolCall, RequestLog
 
@@ -50,13 +51,29 @@ def _revive(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _insert(batch: list[tuple[str, dict[str, Any]]]) -> None:
-    """Bulk insert (runs in a worker thread); duplicates from a replayed spool are ignored."""
-    requests = [RequestLog(**r) for k, r in batch if k == "request"]
-    calls = [McpToolCall(**r) for k, r in batch if k == "mcp"]
-    if requests:
-        RequestLog.objects.bulk_create(requests, ignore_conflicts=True)
-    if calls:
-        McpToolCall.objects.bulk_create(calls, ignore_conflicts=True)
+    """Insert raw rows and fold them into the rollups, atomically (runs in a worker thread).
+
+    Records already stored (a spool replayed after a crash) are skipped, so rollups never
+    count a request twice.
+    """
+    with transaction.atomic():
+        known = _stored_ids(batch)
+        fresh = [(k, r) for k, r in batch if str(r["id"]) not in known]
+        requests = [RequestLog(**r) for k, r in fresh if k == "request"]
+        calls = [McpToolCall(**r) for k, r in fresh if k == "mcp"]
+        if requests:
+            RequestLog.objects.bulk_create(requests, ignore_conflicts=True)
+        if calls:
+            McpToolCall.objects.bulk_create(calls, ignore_conflicts=True)
+        rollups.upsert(rollups.fold(fresh).values())
+
+
+def _stored_ids(batch: list[tuple[str, dict[str, Any]]]) -> set[str]:
+    request_ids = [r["id"] for k, r in batch if k == "request"]
+    call_ids = [r["id"] for k, r in batch if k == "mcp"]
+    found = list(RequestLog.objects.filter(id__in=request_ids).values_list("id", flat=True))
+    found += McpToolCall.objects.filter(id__in=call_ids).values_list("id", flat=True)
+    return {str(i) for i in found}
 
 
 class LogWriter:
