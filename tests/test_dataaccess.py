@@ -10,7 +10,6 @@ import pytest
 from django.utils import timezone
 
 from accounts import virtual_accounts as va
-from accounts.models import User
 from accounts.policy import Principal
 from accounts.selectors import principal_for_user
 from dataaccess import selectors, services
