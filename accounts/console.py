@@ -108,8 +108,13 @@ def sort_param(request: HttpRequest, allowed: Mapping[str, str], default: str) -
 
 
 def no_store(response: HttpResponse) -> HttpResponse:
-    """Keep a page that shows a secret out of every cache and the back-forward history."""
+    """Keep a page that shows a secret out of every cache and the back-forward history.
+
+    The referrer policy is `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+    `Origin: null` with the page's own form posts, and CSRF checking refuses them; a secret in
+    the URL still never reaches another origin.
+    """
     add_never_cache_headers(response)
     response["Cache-Control"] = "no-store, no-cache, must-revalidate, private, max-age=0"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     return response

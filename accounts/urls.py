@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
+from accounts.console_yaml import ManifestApplyView
 
 app_name = "accounts"
 urlpatterns = [
@@ -26,6 +27,7 @@ urlpatterns = [
     path("roles/<slug:slug>/", views.RoleDetailView.as_view(), name="role_detail"),
     path("roles/<slug:slug>/edit/", views.RoleEditView.as_view(), name="role_edit"),
     path("roles/<slug:slug>/delete/", views.RoleDeleteView.as_view(), name="role_delete"),
+    path("roles/<slug:slug>/yaml/", views.RoleYamlView.as_view(), name="role_yaml"),
     path("role-bindings/", views.RoleBindingListView.as_view(), name="role_binding_list"),
     path("role-bindings/-/new/", views.RoleBindingCreateView.as_view(), name="role_binding_create"),
     path(
@@ -38,6 +40,12 @@ urlpatterns = [
         views.RoleBindingDeleteView.as_view(),
         name="role_binding_delete",
     ),
+    path(
+        "role-bindings/<slug:name>/yaml/",
+        views.RoleBindingYamlView.as_view(),
+        name="role_binding_yaml",
+    ),
+    path("apply/", ManifestApplyView.as_view(), name="manifest_apply"),
     path("tokens/", views.PatListView.as_view(), name="pat_list"),
     path("tokens/new/", views.PatCreateView.as_view(), name="pat_create"),
     path("tokens/<int:pk>/revoke/", views.PatRevokeView.as_view(), name="pat_revoke"),

@@ -25,6 +25,7 @@ from accounts.console import (
     paginate,
     sort_param,
 )
+from accounts.console_yaml import ObjectYamlView, YamlTarget
 from accounts.forms import (
     TARGET_TYPES,
     AuditFilterForm,
@@ -634,3 +635,85 @@ class AuditDetailView(ConsoleView):
         """The event page."""
         event = selectors.audit_event_get_for(self.principal, pk)
         return render(request, "accounts/audit_detail.html", {"event": event})
+
+
+# --- apply using YAML --------------------------------------------------------------------
+
+ROLE_STARTER = """\
+# A custom role: a named set of permissions, granted to users and teams by role bindings.
+type: role
+name: my-role
+displayName: My role
+description: What holders of this role may do.
+resourceType: tenant
+permissions:
+  - team:ReadTeam
+"""
+
+ROLE_BINDING_STARTER = """\
+# A role binding: gives its subjects a role, tenant-wide or on one team.
+type: role-binding
+name: my-binding
+description: Why these subjects hold this role.
+subjects:
+  - type: user
+    name: {email}
+permissions:
+  - resourceType: tenant
+    resourceFqn: tenant
+    role: my-role
+"""
+
+ACCESS_CRUMBS = (("Access", ""),)
+
+
+class RoleYamlView(ObjectYamlView):
+    """A role's manifest: view it, preview and apply changes (editable roles only)."""
+
+    manifest_types = ("role",)
+    starter_label = "Role"
+    starter = ROLE_STARTER
+
+    def target(self, **kwargs: Any) -> YamlTarget:
+        """The role named by the URL, if the principal may list roles."""
+        role = selectors.role_get_for(self.principal, kwargs["slug"])
+        return YamlTarget(
+            manifest_type="role",
+            name=role.slug,
+            url=reverse("accounts:role_detail", args=[role.slug]),
+            can_change=self.principal.holds(Permission.ROLE_MANAGE) and role.editable,
+            breadcrumbs=(*ACCESS_CRUMBS, ("Roles", reverse("accounts:role_list"))),
+        )
+
+    @classmethod
+    def url_for_name(cls, name: str) -> str | None:
+        """The role page."""
+        return reverse("accounts:role_detail", args=[name])
+
+
+class RoleBindingYamlView(ObjectYamlView):
+    """A role binding's manifest: view it, preview and apply changes."""
+
+    manifest_types = ("role-binding",)
+    starter_label = "Role binding"
+    starter = ROLE_BINDING_STARTER
+
+    def target(self, **kwargs: Any) -> YamlTarget:
+        """The binding named by the URL, if the principal may list roles."""
+        binding = selectors.role_binding_get_for(self.principal, kwargs["name"])
+        can_manage = self.principal.holds(Permission.ROLE_MANAGE)
+        listing = reverse("accounts:role_binding_list")
+        return YamlTarget(
+            manifest_type="role-binding",
+            name=binding.name,
+            url=reverse("accounts:role_binding_edit", args=[binding.name])
+            if can_manage
+            else listing,
+            can_change=can_manage,
+            breadcrumbs=(*ACCESS_CRUMBS, ("Role bindings", listing)),
+        )
+
+    @classmethod
+    def url_for_name(cls, name: str) -> str | None:
+        """The binding's edit page."""
+        return reverse("accounts:role_binding_edit", args=[name])

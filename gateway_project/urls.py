@@ -16,6 +16,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="teams:team_list"), name="home"),
     path("", include("accounts.urls")),
     path("", include("teams.urls")),
+    path("", include("providers.urls")),
     # Static files straight from the app: no separate web server is needed in embedded mode.
     re_path(r"^static/(?P<path>.*)$", static_serve, {"insecure": True}),
 ]

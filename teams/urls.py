@@ -17,4 +17,5 @@ urlpatterns = [
         name="team_member_remove",
     ),
     path("teams/<int:pk>/delete/", views.TeamDeleteView.as_view(), name="team_delete"),
+    path("teams/<int:pk>/yaml/", views.TeamYamlView.as_view(), name="team_yaml"),
 ]

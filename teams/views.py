@@ -6,11 +6,15 @@ renders; teams.services decides what is allowed (accounts.console maps its error
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from accounts.console import ConsoleView, form_error_apply, paginate, sort_param
+from accounts.console_yaml import ObjectYamlView, YamlTarget
 from accounts.policy import Permission, Principal, require
 from accounts.selectors import user_get_by_email
 from gateway_project.errors import Conflict, ValidationFailed
@@ -242,3 +246,42 @@ class TeamDeleteView(ConsoleView):
             return redirect("teams:team_detail", pk=team.pk)
         messages.success(request, f"Deleted team {team.name}.")
         return redirect("teams:team_list")
+
+
+# --- apply using YAML --------------------------------------------------------------------
+
+TEAM_STARTER = """\
+# A team. Members use what the team is granted; managers add and remove members.
+type: team
+name: my-team
+description: What this team works on.
+managers: []
+members:
+  - {email}
+"""
+
+
+class TeamYamlView(ObjectYamlView):
+    """A team's manifest: view it, preview and apply changes."""
+
+    manifest_types = ("team",)
+    starter_label = "Team"
+    starter = TEAM_STARTER
+
+    def target(self, **kwargs: Any) -> YamlTarget:
+        """The team named by the URL, if the principal may see it."""
+        team = selectors.team_get_for(self.principal, pk=kwargs["pk"])
+        may_manage = self.principal.holds(Permission.TEAM_MANAGE, team_id=team.pk)
+        return YamlTarget(
+            manifest_type="team",
+            name=team.name,
+            url=reverse("teams:team_detail", args=[team.pk]),
+            can_change=may_manage and not team.is_everyone,
+            breadcrumbs=(("Access", ""), ("Teams", reverse("teams:team_list"))),
+        )
+
+    @classmethod
+    def url_for_name(cls, name: str) -> str | None:
+        """The team page of the team called `name`."""
+        pk = Team.objects.filter(name=name).values_list("pk", flat=True).first()
+        return reverse("teams:team_detail", args=[pk]) if pk is not None else None

@@ -41,6 +41,7 @@ ICONS = {
     "chart": '<path d="M12 20V10M18 20V4M6 20v-4"/>',
     "file": '<path d="M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8z"/>'
     '<path d="M14 2v6h6M16 13H8M16 17H8"/>',
+    "code": '<path d="m16 18 6-6-6-6M8 6l-6 6 6 6"/>',
 }
 
 
@@ -83,6 +84,50 @@ def _may_use_virtual_accounts(principal: Principal) -> bool:
     return any(wanted & granted for granted in principal.team_permissions.values())
 
 
+def _may_see_resources(principal: Principal, kind: str, *tenant_wide: Permission) -> bool:
+    """Whether the principal collaborates on any resource of `kind` or may read them all."""
+    if holds_any(principal, *tenant_wide):
+        return True
+    return any(resource_kind == kind for resource_kind, _id in principal.resource_roles)
+
+
+def _gateway_items(principal: Principal, view_name: str) -> list[NavItem]:
+    """Models and MCP Servers for those who may see any; the rest is not built yet."""
+    items = []
+    if _may_see_resources(
+        principal,
+        "provider-account",
+        Permission.PROVIDER_ACCOUNT_READ,
+        Permission.PROVIDER_ACCOUNT_MANAGE,
+        Permission.PROVIDER_ACCOUNT_CREATE,
+    ):
+        items.append(
+            _link(
+                "Models",
+                "box",
+                "providers:provider_account_list",
+                view_name,
+                "providers:provider_account_",
+            )
+        )
+    if _may_see_resources(
+        principal,
+        "mcp-server",
+        Permission.MCP_SERVER_READ,
+        Permission.MCP_SERVER_MANAGE,
+        Permission.MCP_SERVER_CREATE,
+    ):
+        items.append(
+            _link("MCP Servers", "server", "providers:mcp_server_list", view_name, "providers:mcp_")
+        )
+    if holds_any(principal, Permission.GATEWAY_CONTROLS_LIST, Permission.GATEWAY_CONTROLS_MANAGE):
+        items.append(_soon("Controls (Data Access)", "sliders"))
+    items.append(
+        _soon("Monitor", "activity", _soon("Requests", "activity"), _soon("Metrics", "chart"))
+    )
+    return items
+
+
 def navigation(principal: Principal, view_name: str) -> list[NavSection]:
     """The sidebar for `principal`: only what they may use; unbuilt pages greyed out."""
     if not principal.is_user:
@@ -90,6 +135,9 @@ def navigation(principal: Principal, view_name: str) -> list[NavSection]:
     platform = NavSection("Platform")
     if holds_any(principal, Permission.SETTINGS_LIST, Permission.SETTINGS_MANAGE):
         platform.items.append(_soon("Settings (SSO)", "lock"))
+    platform.items.append(
+        _link("Apply YAML", "code", "accounts:manifest_apply", view_name, "accounts:manifest_")
+    )
     access = NavSection("Access")
     if holds_any(principal, Permission.USER_LIST, Permission.USER_MANAGE):
         access.items.append(
@@ -105,12 +153,7 @@ def navigation(principal: Principal, view_name: str) -> list[NavSection]:
     access.items.append(
         _link("Personal Access Tokens", "key", "accounts:pat_list", view_name, "accounts:pat_")
     )
-    gateway = NavSection("AI Gateway", [_soon("Models", "box"), _soon("MCP Servers", "server")])
-    if holds_any(principal, Permission.GATEWAY_CONTROLS_LIST, Permission.GATEWAY_CONTROLS_MANAGE):
-        gateway.items.append(_soon("Controls (Data Access)", "sliders"))
-    gateway.items.append(
-        _soon("Monitor", "activity", _soon("Requests", "activity"), _soon("Metrics", "chart"))
-    )
+    gateway = NavSection("AI Gateway", _gateway_items(principal, view_name))
     audit = NavSection("")
     if principal.holds(Permission.SETTINGS_LIST):
         audit.items.append(

@@ -214,27 +214,36 @@ def test_every_page_renders_for_a_tenant_admin(admin_client, world, member):
 def test_admin_navigation_lists_every_section_with_unbuilt_pages_disabled(admin_client):
     html = admin_client.get(reverse("teams:team_list")).content.decode()
 
-    for label in ("Users", "Teams", "Roles", "Personal Access Tokens", "Audit log"):
+    for label in (
+        "Users",
+        "Teams",
+        "Roles",
+        "Personal Access Tokens",
+        "Audit log",
+        "Models",
+        "MCP Servers",
+        "Apply YAML",
+    ):
         assert f"<span>{label}</span>" in html
     for label in (
         "Settings (SSO)",
         "Virtual Account Tokens",
-        "Models",
-        "MCP Servers",
         "Controls (Data Access)",
         "Monitor",
         "Requests",
         "Metrics",
     ):
         assert f"<span>{label}</span>" in html
-    assert html.count(COMING_SOON) == 8
+    assert html.count(COMING_SOON) == 6
+    assert '<a class="nav-item" href="/models/">' in html
+    assert '<a class="nav-item" href="/mcp-servers/">' in html
     assert 'href="/teams/" aria-current="page"' in html
 
 
 def test_member_navigation_hides_what_they_may_not_use(member_client):
     html = member_client.get(reverse("teams:team_list")).content.decode()
 
-    for label in ("Teams", "Personal Access Tokens", "Models", "MCP Servers", "Monitor"):
+    for label in ("Teams", "Personal Access Tokens", "Apply YAML", "Monitor"):
         assert f"<span>{label}</span>" in html
     for label in (
         "Users",
@@ -242,6 +251,8 @@ def test_member_navigation_hides_what_they_may_not_use(member_client):
         "Audit log",
         "Settings (SSO)",
         "Virtual Account Tokens",
+        "Models",
+        "MCP Servers",
         "Controls (Data Access)",
     ):
         assert f"<span>{label}</span>" not in html
