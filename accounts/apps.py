@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import manifests, va_manifests  # noqa: F401 - registers manifest kinds
+        import accounts.secret_store_manifests  # noqa: F401 - registers secret-store kinds
+        from accounts import manifests, sso_manifests, va_manifests  # noqa: F401 - registers manifest kinds

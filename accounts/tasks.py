@@ -241,13 +241,17 @@ def va_notify_task(self: Task, account_id: int, event: str, secret_id: int | Non
     account = VirtualAccount.objects.select_related("owner_team").filter(pk=account_id).first()
     if account is None or not account.notification_target:
         return False
-    from accounts.notify import NotificationError, notify
+    from accounts.notify import NotificationError, NotificationRejected, notify
 
     secret = TokenSecret.objects.filter(pk=secret_id).first() if secret_id else None
     if event == "rotated" and secret is not None and secret.notified_at is not None:
         return False  # already told: a re-run sends nothing twice
     try:
         notify(account.notification_target, event, va_notification_context(account, secret))
+    except NotificationRejected as exc:
+        # The receiver refused the message (4xx): retrying would be refused too.
+        logger.warning("notification for account %s refused: %s", account_id, exc)
+        return False
     except NotificationError as exc:
         raise self.retry(
             exc=exc,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any, ClassVar, Literal
 
@@ -10,6 +11,7 @@ from pydantic import Field
 from accounts import virtual_accounts as va
 from accounts.models import VIRTUAL_ACCOUNT_NAME_PATTERN, VirtualAccount
 from accounts.policy import Permission, Principal
+from gateway_project import secret_refs
 from gateway_project.manifests import Kind, ManifestModel, register
 
 
@@ -35,11 +37,15 @@ class OwnedBy(ManifestModel):
 
 
 class NotificationTargetModel(ManifestModel):
-    """email | slack-webhook | webhook (checked in depth by accounts.notify)."""
+    """email | slack-webhook | webhook; checked in depth by accounts.notify once secret
+    references are resolved (a `gw-secret://` webhook URL is not a URL yet)."""
 
     model_config = ManifestModel.model_config | {"extra": "allow"}
     type: Literal["email", "slack-webhook", "webhook"]
-    notification_channel: str = ""
+
+
+# Notification target fields that are secrets: exported as references, never values.
+TARGET_SECRETS = {"slack-webhook": ("webhook_url",), "webhook": ("secret",)}
 
 
 class VirtualAccountManifest(ManifestModel):
@@ -85,6 +91,35 @@ def spec_from(manifest: VirtualAccountManifest) -> va.VirtualAccountSpec:
     )
 
 
+def _target_path(name: str, key: str) -> str:
+    return f"virtual-account/{name}/notification_target.{key}"
+
+
+def _target_out(name: str, target: dict[str, Any]) -> dict[str, Any]:
+    out = dict(target)
+    for key in TARGET_SECRETS.get(str(target.get("type")), ()):
+        if out.get(key):
+            out[key] = secret_refs.secret_ref(_target_path(name, key), str(out[key]))
+    return out
+
+
+def _target_in(name: str, target: dict[str, Any] | None, stored: dict[str, Any] | None) -> Any:
+    """Resolve secret references in a target against the stored one."""
+    if not target:
+        return target
+    resolved = dict(target)
+    for key in TARGET_SECRETS.get(str(target.get("type")), ()):
+        if key in resolved:
+            resolved[key] = secret_refs.resolve(
+                resolved[key],
+                path=_target_path(name, key),
+                stored=stored or {},
+                key=key,
+                field=f"notification_target.{key}",
+            )
+    return resolved
+
+
 def manifest_of(account: VirtualAccount) -> dict[str, Any]:
     """The account as its manifest (never its token)."""
     out: dict[str, Any] = {"type": "virtual-account", "name": account.name}
@@ -107,7 +142,7 @@ def manifest_of(account: VirtualAccount) -> dict[str, Any]:
             "grace_period": account.grace_period_days,
         }
     if account.notification_target:
-        out["notification_target"] = account.notification_target
+        out["notification_target"] = _target_out(account.name, account.notification_target)
     if account.secret_store is not None:
         out["secret_store_config"] = {
             "integration_fqn": account.secret_store.name,
@@ -136,8 +171,12 @@ class VirtualAccountKind(Kind):
         return manifest_of(account) if account is not None else None
 
     def apply(self, actor: Principal, manifest: Any) -> list[str]:
-        spec = spec_from(manifest)
         existing = VirtualAccount.objects.filter(name=manifest.name).first()
+        spec = spec_from(manifest)
+        stored = existing.notification_target if existing is not None else None
+        spec = replace(
+            spec, notification_target=_target_in(manifest.name, spec.notification_target, stored)
+        )
         if existing is None:
             va.va_create(actor=actor, spec=spec, created_via="apply")
             where = "its secret store" if spec.secret_store else "'Get token' (once)"

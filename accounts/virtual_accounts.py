@@ -175,6 +175,24 @@ def _validate_store(store_name: str, secret_path: str) -> SecretStore | None:
     return store
 
 
+def _validate_target(target: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A notification target accounts.notify can deliver to, as stored (or None)."""
+    if not target:
+        return None
+    from pydantic import ValidationError
+
+    from accounts.notify import notification_target_parse
+
+    try:
+        parsed = notification_target_parse(target)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(p) for p in error["loc"][1:])
+        path = "notification_target" + (f".{loc}" if loc else "")
+        raise ValidationFailed.field(path, error["msg"].removeprefix("Value error, ")) from exc
+    return parsed.model_dump(exclude_defaults=True) | {"type": parsed.type}
+
+
 def _owner(team_name: str) -> Team:
     team = Team.objects.filter(name=team_name).first()
     if team is None or team.is_everyone:
@@ -253,7 +271,7 @@ def va_create(
         rotation_due_at=(
             timezone.now() + timedelta(days=spec.rotation.interval_days) if spec.rotation else None
         ),
-        notification_target=spec.notification_target,
+        notification_target=_validate_target(spec.notification_target),
         secret_store=store,
         secret_path=spec.secret_path if store else "",
         tags=dict(spec.tags or {}),
@@ -303,7 +321,7 @@ def va_update(
     account.owned_by_account = spec.owned_by_account
     account.auto_rotate_interval_days = interval
     account.grace_period_days = spec.rotation.grace_days if spec.rotation else 30
-    account.notification_target = spec.notification_target
+    account.notification_target = _validate_target(spec.notification_target)
     store_changed = (store, spec.secret_path if store else "") != (
         account.secret_store,
         account.secret_path,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from gateway_project import remote
+
 SETTINGS_MODULE = "gateway_project.settings"
 ASGI_APP = "gateway_project.asgi:application"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run no Celery worker/beat here (production: run them as separate services)",
     )
     serve.set_defaults(handler=serve_command)
+    remote.add_subcommands(commands)
     return parser
 
 

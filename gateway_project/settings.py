@@ -41,6 +41,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # SSO: django-allauth's OpenID Connect and SAML providers (see the SSO block below).
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
+    "django_scim",  # SCIM 2.0 (see SCIM_SERVICE_PROVIDER below)
     "accounts",
     "teams",
     "providers",
@@ -54,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.AuditSourceMiddleware",
@@ -205,5 +213,78 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1
 GATEWAY_REQUEST_TIMEOUT_SECONDS = env.float("GATEWAY_REQUEST_TIMEOUT_SECONDS", default=600.0)
 GATEWAY_RETRY_ATTEMPTS = env.int("GATEWAY_RETRY_ATTEMPTS", default=2)
 GATEWAY_REQUEST_LOGGING_MODE = env.str("GATEWAY_REQUEST_LOGGING_MODE", default="header_controlled")
+# Secret stores and notifications: per-call timeouts; Slack webhook URL prefixes allowed
+# besides https://hooks.slack.com/ (e.g. a Slack-compatible relay).
+GATEWAY_SECRET_STORE_TIMEOUT_SECONDS = env.float("GATEWAY_SECRET_STORE_TIMEOUT_SECONDS", default=10)
+GATEWAY_NOTIFY_TIMEOUT_SECONDS = env.float("GATEWAY_NOTIFY_TIMEOUT_SECONDS", default=10)
+GATEWAY_SLACK_WEBHOOK_PREFIXES = env.list("GATEWAY_SLACK_WEBHOOK_PREFIXES", default=[])
 # Invitation links stay valid this long.
 GATEWAY_INVITE_TTL_HOURS = env.int("GATEWAY_INVITE_TTL_HOURS", default=72)
+
+# --- SSO -------------------------------------------------------------------------------------
+# Identity providers are not configured here: they are `accounts.SsoConfig` rows (console
+# Platform > Settings > SSO, or `type: settings/sso` manifests), turned into allauth apps on
+# every request by accounts.sso_adapters, so a saved change applies at once in every process.
+ACCOUNT_ADAPTER = "accounts.sso_adapters.GatewayAccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.sso_adapters.GatewaySocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, Any]] = {
+    # Our subclasses add the OIDC nonce, always verify ID token signatures, and refuse
+    # replayed SAML assertions.
+    "openid_connect": {
+        "provider_class": "accounts.sso_adapters.GatewayOIDCProvider",
+        "OAUTH_PKCE_ENABLED": True,
+    },
+    "saml": {"provider_class": "accounts.sso_adapters.GatewaySAMLProvider"},
+}
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the login page's button POSTs (with CSRF)
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env.float("GATEWAY_SSO_HTTP_TIMEOUT", default=10.0)
+# IdP discovery documents, JWKS and SAML metadata are cached this long per process.
+GATEWAY_SSO_METADATA_CACHE_SECONDS = env.int("GATEWAY_SSO_METADATA_CACHE_SECONDS", default=300)
+
+# SCIM 2.0 at /scim/v2/ (django-scim2, with the gateway's adapters and views in teams/scim*.py
+# and accounts/scim.py). Only a SCIM bearer token (manage.py scim_token, or the console's
+# "Regenerate SCIM token") may call it. NETLOC is unused: locations come from the request, or
+# GATEWAY_PUBLIC_URL outside one.
+SCIM_SERVICE_PROVIDER = {
+    "NETLOC": GATEWAY_PUBLIC_URL.split("://", 1)[-1],
+    "AUTHENTICATION_SCHEMES": [
+        {
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "The SCIM token shown when SCIM is turned on for an SSO configuration",
+            "primary": True,
+        }
+    ],
+    "USER_ADAPTER": "accounts.scim.ScimUserAdapter",
+    "GROUP_ADAPTER": "teams.scim.ScimGroupAdapter",
+    "GROUP_MODEL": "teams.models.Team",
+    "USER_FILTER_PARSER": "teams.scim_protocol.UserFilterQuery",
+    "GROUP_FILTER_PARSER": "teams.scim_protocol.GroupFilterQuery",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "teams.scim.ServiceProviderConfig",
+    "BASE_LOCATION_GETTER": "teams.scim_protocol.base_location",
+    "SCHEMAS_GETTER": "teams.scim_protocol.published_schemas",
+    "AUTH_CHECK_MIDDLEWARE": "teams.scim.ScimTokenAuthMiddleware",
+    "GET_IS_AUTHENTICATED_PREDICATE": "teams.scim.holds_scim_provision",
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="scim"',
+}
+
+# --- Request logs, metrics and traces (dataaccess) ---------------------------------------------
+# Raw request logs and MCP tool-call rows are deleted after this many days (0 keeps them);
+# the per-minute and per-hour rollups behind the charts are kept.
+GATEWAY_LOG_RETENTION_DAYS = env.int("GATEWAY_LOG_RETENTION_DAYS", default=30)
+# At most this many rows in one CSV export of the request log.
+GATEWAY_LOG_EXPORT_MAX_ROWS = env.int("GATEWAY_LOG_EXPORT_MAX_ROWS", default=100_000)
+# OTLP/HTTP trace export: the collector's base URL (spans go to <endpoint>/v1/traces); empty is
+# off. Headers as `key=value,key2=value2` (e.g. an API key), the service.name resource
+# attribute, and how long after a request starts its spans are exported (by then it has ended).
+GATEWAY_OTLP_ENDPOINT = env.str("GATEWAY_OTLP_ENDPOINT", default="")
+GATEWAY_OTLP_HEADERS = env.str("GATEWAY_OTLP_HEADERS", default="")
+GATEWAY_OTLP_SERVICE_NAME = env.str("GATEWAY_OTLP_SERVICE_NAME", default="gateway")
+GATEWAY_OTLP_EXPORT_DELAY_SECONDS = env.float(
+    "GATEWAY_OTLP_EXPORT_DELAY_SECONDS", default=GATEWAY_REQUEST_TIMEOUT_SECONDS + 30
+)

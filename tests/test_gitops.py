@@ -246,6 +246,7 @@ def test_export_wipe_apply_export_round_trip(people, tmp_path):
         p.relative_to(tmp_path / "two"): p.read_text() for p in (tmp_path / "two").rglob("*.yaml")
     }
     assert sorted(str(p) for p in one) == [
+        "controls/data-access.yaml",
         "role-bindings/backend-auditors.yaml",
         "roles/auditor.yaml",
         "roles/team-manager.yaml",

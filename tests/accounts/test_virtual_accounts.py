@@ -340,3 +340,51 @@ def test_virtual_account_tokens_authenticate_the_api_with_no_rights(world, api_c
     )
     assert api_client.post("/api/v1/teams", {"name": "grab"}, format="json").status_code == 403
     assert not Team.objects.filter(name="grab").exists()
+
+
+def test_notification_target_secrets_export_as_references_and_round_trip(world):
+    admin = principal_for_user(world["admin"])
+    text = """\
+type: virtual-account
+name: hooked-bot
+ownedBy: {team: payments}
+permissions:
+  - {role_id: provider-account-access, resource_type: provider-account, resource_fqn: openai-main}
+notification_target: {type: webhook, url: "https://hooks.example.com/in", secret: "whsec-canary-1"}
+"""
+    manifests.apply(parse_yaml(text), actor=admin)
+    exported = manifests.kinds()["virtual-account"].current("hooked-bot")
+    assert exported is not None
+    target = exported["notification_target"]
+    assert target["secret"].startswith("gw-secret://virtual-account/hooked-bot/")
+    assert "whsec-canary-1" not in str(exported)
+    from gateway_project.manifest_io import Document
+
+    results = manifests.apply([Document(exported)], actor=admin)
+    assert [r.action for r in results] == ["unchanged"]
+    stored = VirtualAccount.objects.get(name="hooked-bot").notification_target
+    assert stored == {
+        "type": "webhook",
+        "url": "https://hooks.example.com/in",
+        "secret": "whsec-canary-1",
+    }
+
+
+def test_bad_notification_target_names_the_field(world):
+    admin = principal_for_user(world["admin"])
+    from gateway_project.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as info:
+        va.va_create(
+            actor=admin,
+            spec=va.VirtualAccountSpec(
+                name="bad-target",
+                owner_team="payments",
+                permissions=[
+                    va.PermissionSpec("provider-account-access", "provider-account", "openai-main")
+                ],
+                notification_target={"type": "email", "to_emails": ["not-an-email"]},
+            ),
+        )
+    assert list(info.value.fields) == ["notification_target.to_emails.0"]
+    assert not VirtualAccount.objects.filter(name="bad-target").exists()
