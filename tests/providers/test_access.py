@@ -224,3 +224,42 @@ collaborators: [{subject: team:ml-team, role_id: mcp-server-user}]
     assert [r.action for r in results] == ["updated"]
     assert ConfigVersion.objects.get().version > version
     assert AuditEvent.objects.filter(action="mcp_server.updated").count() == 1
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_virtual_accounts_list_view_change_and_invoke(setup, api_client, granted):
+    from accounts import virtual_accounts as va
+    from providers.models import McpServer
+    from proxy.auth import grant_for_token
+
+    admin = principal_for_user(setup["admin"])
+    McpServer.objects.create(name="tools", description="x", url="http://127.0.0.1:1/mcp")
+    permission = (
+        va.PermissionSpec("provider-account-access", "provider-account", "openai-main")
+        if granted  # else a grant on something else: the account is not theirs to use
+        else va.PermissionSpec("mcp-server-user", "mcp-server", "tools")
+    )
+    _, raw = va.va_create(
+        actor=admin,
+        spec=va.VirtualAccountSpec(name="bot", owner_team="ml-team", permissions=[permission]),
+    )
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    before = list(ProviderModel.objects.values_list("name", "model_id"))
+
+    listing = api_client.get("/api/v1/provider-accounts")
+    detail = api_client.get("/api/v1/provider-accounts/openai-main")
+    doc = parse_yaml(account_yaml("http://127.0.0.1:1/v1"))[0].data
+    change = api_client.put("/api/v1/apply", {"manifest": doc}, format="json")
+
+    names = [i["manifest"]["name"] for i in listing.json()["results"]]
+    assert names == (["openai-main"] if granted else [])
+    assert detail.status_code == (200 if granted else 404)
+    assert change.status_code == (403 if granted else 404)
+    assert list(ProviderModel.objects.values_list("name", "model_id")) == before
+    grant = grant_for_token(raw)
+    assert grant is not None
+    account = ProviderAccount.objects.get(name="openai-main")
+    target = (account.pk, "gpt-4o")
+    assert (
+        decide(grant.principal, Permission.PROVIDER_ACCOUNT_USE, target=target).allowed is granted
+    )
