@@ -34,6 +34,18 @@ class LoginForm(AuthenticationForm):
         )
         self.fields["password"].widget.attrs["autocomplete"] = "current-password"
 
+    def confirm_login_allowed(self, user: Any) -> None:
+        """Also refuses non-admins while SSO limits password sign-in to break-glass admins."""
+        super().confirm_login_allowed(user)
+        from accounts.sso import password_login_allowed
+
+        if not password_login_allowed(user):
+            raise forms.ValidationError(
+                "Password sign-in is limited to administrators: use your organisation's "
+                "single sign-on above.",
+                code="sso_required",
+            )
+
 
 class InvitationAcceptForm(forms.Form):
     """A new password, typed twice; its strength is checked by the service."""

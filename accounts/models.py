@@ -438,3 +438,6 @@ class TokenSecret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.state})"
+
+
+from accounts.sso_models import *  # noqa: E402,F403 - SSO models live in their own module

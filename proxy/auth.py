@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.models import ConfigVersion, PersonalAccessToken, TokenSecret, VirtualAccount
 from accounts.policy import Principal
 from accounts.selectors import principal_for_user
+from accounts.sso import idp_jwt_authenticate, looks_like_jwt
 from accounts.tokens import VA_PREFIX
 from accounts.virtual_accounts import principal_for_virtual_account, va_for_token
 from gateway_project.crypto import keyed_digest
@@ -55,6 +56,11 @@ def grant_for_token(raw: str) -> Grant | None:
         account, secret = found
         expiry = secret.expires_at
         return Grant(principal_for_virtual_account(account), expiry, "vat", secret.pk)
+    if looks_like_jwt(raw):  # an IdP-issued JWT (`external-identity-provider`)
+        jwt_grant = idp_jwt_authenticate(raw)
+        if jwt_grant is None:
+            return None
+        return Grant(jwt_grant.principal, jwt_grant.expires_at, "jwt", 0)
     token = (
         PersonalAccessToken.objects.select_related("user", "user__tenant_role")
         .filter(digest=keyed_digest(raw), revoked_at__isnull=True, user__is_active=True)

@@ -77,3 +77,6 @@ class TeamMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.role} of {self.team_id}"
+
+
+from teams.scim_models import *  # noqa: E402,F403 - SCIM models live in their own module

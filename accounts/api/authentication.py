@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from accounts.models import User
 from accounts.request import set_request_principal
 from accounts.selectors import pat_authenticate, principal_for_user
+from accounts.sso import idp_jwt_authenticate, looks_like_jwt
 from accounts.tokens import VA_PREFIX
 from accounts.virtual_accounts import principal_for_virtual_account, va_for_token
 
@@ -34,12 +35,23 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(INVALID)
         if raw.startswith(VA_PREFIX):
             return self._virtual_account(request, raw)
+        if looks_like_jwt(raw):
+            return self._idp_jwt(request, raw)
         token = pat_authenticate(raw)
         if token is None:
             # One answer whatever the token: nothing to tell a guesser.
             raise exceptions.AuthenticationFailed(INVALID)
         set_request_principal(request._request, principal_for_user(token.user))
         return token.user, "pat"
+
+    def _idp_jwt(self, request: Request, raw: str) -> tuple[User | AnonymousUser, str]:
+        grant = idp_jwt_authenticate(raw)
+        if grant is None:
+            raise exceptions.AuthenticationFailed(INVALID)
+        set_request_principal(request._request, grant.principal)
+        if grant.principal.kind == "user":
+            return User.objects.get(pk=grant.principal.id), "idp-jwt"
+        return AnonymousUser(), "idp-jwt"
 
     def _virtual_account(self, request: Request, raw: str) -> tuple[AnonymousUser, str]:
         found = va_for_token(raw)

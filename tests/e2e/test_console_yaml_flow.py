@@ -139,7 +139,7 @@ def test_admin_adds_a_member_through_yaml_and_browses_models(page: Page, artifac
     page.get_by_role("link", name=re.compile(r"^Access")).click()
     expect(page.get_by_test_id("collaborator-list")).to_contain_text("team:ml-platform")
     page.screenshot(path=str(artifacts / "console-model-access.png"), full_page=True)
-    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("link", name="Settings", exact=True).click()
     expect(page.get_by_test_id("secret-state")).to_have_text("•••••• (set)")
     page.screenshot(path=str(artifacts / "console-model-settings.png"), full_page=True)
     assert "sk-e2e-not-a-real-key" not in page.content()
