@@ -10,6 +10,8 @@ CONSTRAINTS := requirements/constraints.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# xmlsec and lxml must come from their wheels: a source build of xmlsec breaks on libxml2.
+export PIP_ONLY_BINARY := xmlsec,lxml
 
 .PHONY: help install run test lint fmt constraints services chromium
 
@@ -93,6 +95,16 @@ services:
 	@for i in $$(seq 60); do [ "$$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] && break; sleep 1; done; \
 		[ "$$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG ] && echo "redis 127.0.0.1:6379 - PONG"
 
+# The real identity providers the SSO tests start on loopback (Node packages in tests/idp/).
+.PHONY: idp-deps
+IDP_STAMP := tests/idp/node_modules/.installed
+idp-deps: $(IDP_STAMP)
+$(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json
+	cd tests/idp && npm ci --no-audit --no-fund
+	touch $(IDP_STAMP)
+
+test: idp-deps
+
 # wrk (Debian's package) drives the proxy benchmark; its smoke test runs under `make test`.
 .PHONY: wrk bench
 wrk:
@@ -104,3 +116,11 @@ test: wrk
 # `make bench BENCH_ARGS="--quick"` or `make bench BENCH_ARGS="--workers 2 --duration 30"`.
 bench: install wrk
 	$(BIN)/python bench/proxy_bench.py $(BENCH_ARGS)
+
+# The observability benchmark (README "Observability benchmark"): seeds 1,000,000 request records
+# into its own PostgreSQL database (BENCH_DATABASE_URL, default gw_bench_obs; created once, kept
+# for later runs) and times the metrics page and the request log. Options through BENCH_ARGS,
+# e.g. `make bench-observability BENCH_ARGS="--reseed --runs 9"`.
+.PHONY: bench-observability
+bench-observability: install services
+	$(BIN)/python bench/observability_bench.py $(BENCH_ARGS)

@@ -416,8 +416,9 @@ class TokenSecret(models.Model):
     state = models.CharField(max_length=16, choices=State.choices)
     prefix = models.CharField(max_length=64)
     digest = models.CharField(max_length=64, unique=True)
-    # The raw token, encrypted, only until it is delivered: written to the store, or fetched
-    # once with "Get token". Emptied then.
+    # The raw token, encrypted, while it may still have to be delivered: until "Get token"
+    # fetches it once (accounts without a secret store), or, for accounts with a store, while
+    # it is current, so "Sync now" can write it again. Emptied when it stops being current.
     undelivered = EncryptedTextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -108,7 +108,8 @@ def _va_locked(account_id: int) -> Any:
     from accounts.models import VirtualAccount
 
     return (
-        VirtualAccount.objects.select_for_update(skip_locked=True)
+        # `of=("self",)`: PostgreSQL cannot lock the nullable side of the store's outer join.
+        VirtualAccount.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("secret_store", "owner_team")
         .filter(pk=account_id)
         .first()

@@ -5,6 +5,7 @@ from django.urls import path
 
 from accounts import views
 from accounts.console_yaml import ManifestApplyView
+from accounts.va_urls import urlpatterns as va_urlpatterns
 
 app_name = "accounts"
 urlpatterns = [
@@ -52,3 +53,5 @@ urlpatterns = [
     path("audit/", views.AuditListView.as_view(), name="audit_list"),
     path("audit/<int:pk>/", views.AuditDetailView.as_view(), name="audit_detail"),
 ]
+# Access > Virtual Account Tokens and Platform > Settings > Secret stores.
+urlpatterns += va_urlpatterns

@@ -11,6 +11,7 @@ from pydantic import Field
 from accounts import virtual_accounts as va
 from accounts.models import VIRTUAL_ACCOUNT_NAME_PATTERN, VirtualAccount
 from accounts.policy import Permission, Principal
+from accounts.virtual_accounts import TARGET_SECRETS
 from gateway_project import secret_refs
 from gateway_project.manifests import Kind, ManifestModel, register
 
@@ -42,10 +43,6 @@ class NotificationTargetModel(ManifestModel):
 
     model_config = ManifestModel.model_config | {"extra": "allow"}
     type: Literal["email", "slack-webhook", "webhook"]
-
-
-# Notification target fields that are secrets: exported as references, never values.
-TARGET_SECRETS = {"slack-webhook": ("webhook_url",), "webhook": ("secret",)}
 
 
 class VirtualAccountManifest(ManifestModel):

@@ -144,11 +144,22 @@ def va_snapshot(account: VirtualAccount) -> dict[str, Any]:
         "expiration_date": account.expiration_date.isoformat() if account.expiration_date else None,
         "auto_rotate_interval_days": account.auto_rotate_interval_days,
         "grace_period_days": account.grace_period_days,
-        "notification_target": account.notification_target,
+        "notification_target": _target_masked(account.notification_target),
         "secret_store": account.secret_store.name if account.secret_store else None,
         "secret_path": account.secret_path,
         "tags": account.tags,
     }
+
+
+# Notification target fields that are secrets (masked in audit, references in manifests).
+TARGET_SECRETS = {"slack-webhook": ("webhook_url",), "webhook": ("secret",)}
+
+
+def _target_masked(target: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not target:
+        return target
+    secret_keys = TARGET_SECRETS.get(str(target.get("type")), ())
+    return {k: ("********" if k in secret_keys and v else v) for k, v in target.items()}
 
 
 def _validate_rotation(rotation: RotationSpec | None) -> None:

@@ -218,6 +218,8 @@ GATEWAY_REQUEST_LOGGING_MODE = env.str("GATEWAY_REQUEST_LOGGING_MODE", default="
 GATEWAY_SECRET_STORE_TIMEOUT_SECONDS = env.float("GATEWAY_SECRET_STORE_TIMEOUT_SECONDS", default=10)
 GATEWAY_NOTIFY_TIMEOUT_SECONDS = env.float("GATEWAY_NOTIFY_TIMEOUT_SECONDS", default=10)
 GATEWAY_SLACK_WEBHOOK_PREFIXES = env.list("GATEWAY_SLACK_WEBHOOK_PREFIXES", default=[])
+# STS endpoint override for assumed-role Bedrock accounts (default: the region's STS).
+GATEWAY_AWS_STS_ENDPOINT = env.str("GATEWAY_AWS_STS_ENDPOINT", default="")
 # Invitation links stay valid this long.
 GATEWAY_INVITE_TTL_HOURS = env.int("GATEWAY_INVITE_TTL_HOURS", default=72)
 

@@ -348,11 +348,13 @@ def test_every_starter_manifest_passes_schema_validation(admin_client, people):
 
     types = [s.manifest_type for s in starters()]
     assert types == [
+        "integration/secret-store/hashicorp/vault",
         "mcp-server/remote",
         "provider-account/openai",
         "role",
         "role-binding",
         "team",
+        "virtual-account",
     ]
     for starter in starters():
         [item] = manifests.validate_all(parse_yaml(starter.render(principal)))

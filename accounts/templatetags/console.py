@@ -77,11 +77,14 @@ def _soon(label: str, icon: str, *children: NavItem) -> NavItem:
     return NavItem(label, icon, children=children)
 
 
-def _may_use_virtual_accounts(principal: Principal) -> bool:
-    wanted = {Permission.VIRTUAL_ACCOUNT_READ, Permission.VIRTUAL_ACCOUNT_MANAGE}
-    if holds_any(principal, *wanted):
+def _may_read_virtual_accounts(principal: Principal) -> bool:
+    """Tenant-wide readers, and those who may read them in some team (as va_list filters)."""
+    if principal.holds(Permission.VIRTUAL_ACCOUNT_READ):
         return True
-    return any(wanted & granted for granted in principal.team_permissions.values())
+    return any(
+        Permission.VIRTUAL_ACCOUNT_READ in granted
+        for granted in principal.team_permissions.values()
+    )
 
 
 def _may_see_resources(principal: Principal, kind: str, *tenant_wide: Permission) -> bool:
@@ -134,7 +137,16 @@ def navigation(principal: Principal, view_name: str) -> list[NavSection]:
         return []
     platform = NavSection("Platform")
     if holds_any(principal, Permission.SETTINGS_LIST, Permission.SETTINGS_MANAGE):
-        platform.items.append(_soon("Settings (SSO)", "lock"))
+        platform.items.append(_link("Settings (SSO)", "lock", "sso:settings", view_name, "sso:"))
+        platform.items.append(
+            _link(
+                "Secret Stores",
+                "lock",
+                "accounts:secret_store_list",
+                view_name,
+                "accounts:secret_store_",
+            )
+        )
     platform.items.append(
         _link("Apply YAML", "code", "accounts:manifest_apply", view_name, "accounts:manifest_")
     )
@@ -148,8 +160,16 @@ def navigation(principal: Principal, view_name: str) -> list[NavSection]:
         access.items.append(
             _link("Roles", "shield", "accounts:role_list", view_name, "accounts:role_")
         )
-    if _may_use_virtual_accounts(principal):
-        access.items.append(_soon("Virtual Account Tokens", "cpu"))
+    if _may_read_virtual_accounts(principal):
+        access.items.append(
+            _link(
+                "Virtual Account Tokens",
+                "cpu",
+                "accounts:virtual_account_list",
+                view_name,
+                "accounts:virtual_account_",
+            )
+        )
     access.items.append(
         _link("Personal Access Tokens", "key", "accounts:pat_list", view_name, "accounts:pat_")
     )

@@ -223,10 +223,10 @@ def test_admin_navigation_lists_every_section_with_unbuilt_pages_disabled(admin_
         "Models",
         "MCP Servers",
         "Apply YAML",
+        "Settings (SSO)",
     ):
         assert f"<span>{label}</span>" in html
     for label in (
-        "Settings (SSO)",
         "Virtual Account Tokens",
         "Controls (Data Access)",
         "Monitor",
@@ -234,7 +234,8 @@ def test_admin_navigation_lists_every_section_with_unbuilt_pages_disabled(admin_
         "Metrics",
     ):
         assert f"<span>{label}</span>" in html
-    assert html.count(COMING_SOON) == 6
+    assert html.count(COMING_SOON) == 4
+    assert '<a class="nav-item" href="/settings/sso/">' in html
     assert '<a class="nav-item" href="/models/">' in html
     assert '<a class="nav-item" href="/mcp-servers/">' in html
     assert 'href="/teams/" aria-current="page"' in html
