@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import re
+import ssl
 import time
 import uuid
 import weakref
@@ -117,6 +118,9 @@ class ServerConfig:
     auth_type: str
     tools: ToolPolicy
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # secret values
+    # `tls_settings`: (reject_unauthorized, ca_cert PEM); the default verifies against the
+    # system's CAs like every other upstream call.
+    tls: tuple[bool, str] = (True, "")
 
 
 def _server_load(name: str) -> ServerConfig | None:
@@ -139,6 +143,10 @@ def _server_load(name: str) -> ServerConfig | None:
         server.auth_type,
         ToolPolicy.from_settings(server.tool_settings or []),
         headers,
+        (
+            bool((server.tls_settings or {}).get("reject_unauthorized", True)),
+            str((server.tls_settings or {}).get("ca_cert") or ""),
+        ),
     )
 
 
@@ -549,6 +557,23 @@ async def _relay_rejected(ex: Exchange, status: int) -> None:
         await ex.error(403, GATEWAY_ERROR, "the MCP server rejected your credentials")
 
 
+def _client_for(state: Any, tls: tuple[bool, str]) -> httpx.AsyncClient:
+    """The shared client, or one per distinct `tls_settings` (a custom CA, or no checking)."""
+    if tls == (True, ""):
+        client: httpx.AsyncClient = state.http
+        return client
+    clients: dict[tuple[bool, str], httpx.AsyncClient] = state.__dict__.setdefault(
+        "mcp_tls_clients", {}
+    )
+    if tls not in clients:
+        reject, ca_pem = tls
+        verify: ssl.SSLContext | bool = False
+        if reject:
+            verify = ssl.create_default_context(cadata=ca_pem or None)
+        clients[tls] = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
+    return clients[tls]
+
+
 async def _forward(ex: Exchange, session: str | None) -> None:
     """Send the request upstream and relay the answer."""
     try:
@@ -561,7 +586,7 @@ async def _forward(ex: Exchange, session: str | None) -> None:
         message = f"connect your account to '{ex.config.name}' first: {link}"
         await ex.error(403, GATEWAY_ERROR, message)
         return
-    client = ex.state.http
+    client = _client_for(ex.state, ex.config.tls)
     method = ex.scope["method"]
     request = client.build_request(
         method,

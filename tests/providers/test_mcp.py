@@ -737,3 +737,50 @@ def test_access_token_is_refreshed_when_about_to_expire(
     assert FakeTokenEndpoint.forms[0]["grant_type"] == "refresh_token"
     assert FakeTokenEndpoint.forms[0]["refresh_token"] == "rt-1"
     assert token_store[(oauth_server.pk, user.pk)] == tokens
+
+
+# --- tls_settings ----------------------------------------------------------------------------
+
+
+@contextmanager
+def serving_tls(app: Any, cert: Path, key: Path) -> Iterator[str]:
+    """Like `serving`, over HTTPS with the given self-signed certificate."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def test_tls_settings_trust_a_custom_ca_and_refuse_otherwise(world: World, tmp_path: Path) -> None:
+    from tests.fakes.secret_servers import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    with serving_tls(upstream_app(), cert, key) as url:
+        server_put("tls-trusted", f"{url}/mcp", tls_settings={"ca_cert": cert.read_text()})
+        server_put("tls-default", f"{url}/mcp")
+        trusted = rpc(world.endpoint("tls-trusted"), world.alice_token, INIT)
+        default = rpc(world.endpoint("tls-default"), world.alice_token, INIT)
+    assert trusted.status_code == 200, trusted.text
+    assert default.status_code == 502
+    assert default.json()["error"]["message"] == "the MCP server could not be reached"
