@@ -36,6 +36,7 @@ class Rollup(models.Model):
     class Granularity(models.TextChoices):
         MINUTE = "minute", "Minute"
         HOUR = "hour", "Hour"
+        SIX_HOURS = "6h", "6 hours"  # compacted from hour rows (dataaccess.compaction)
 
     granularity = models.CharField(max_length=8, choices=Granularity.choices)
     bucket = models.DateTimeField()
@@ -112,3 +113,23 @@ class Rollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.granularity} {self.bucket} {self.model} {self.caller_name}"
+
+
+class JobState(models.Model):
+    """A recurring observability job (OTLP export, retention): its watermark and last run.
+
+    The console's Data Access page shows these rows, so an operator sees whether exports keep
+    up and when raw logs were last pruned.
+    """
+
+    name = models.CharField(max_length=32, unique=True)  # otlp-requests | otlp-mcp | retention
+    watermark_at = models.DateTimeField(null=True, blank=True)
+    watermark_id = models.CharField(max_length=36, blank=True)
+    total = models.BigIntegerField(default=0)  # spans exported / rows deleted, ever
+    last_count = models.BigIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,13 +131,32 @@ def request_log_queryset(viewer: Principal, filters: LogFilters) -> QuerySet[Req
 
 
 def request_log_page(
-    viewer: Principal, filters: LogFilters, *, cursor: str = "", size: int = PAGE_SIZE
+    viewer: Principal,
+    filters: LogFilters,
+    *,
+    cursor: str = "",
+    size: int = PAGE_SIZE,
+    ascending: bool = False,
 ) -> LogPage:
-    """One page by keyset pagination (fast however deep: no OFFSET), bodies deferred."""
+    """One page by keyset pagination (fast however deep: no OFFSET), bodies deferred.
+
+    Newest first, or oldest first with `ascending`. The cursor condition repeats its time
+    bound on its own (`started_at <= t`), which the planner can use as an index condition on
+    `started_at`; the OR alone would be a filter applied to every newer row.
+    """
     qs = request_log_queryset(viewer, filters).defer("request_body", "response_body")
+    if ascending:
+        qs = qs.order_by("started_at", "id")
     if cursor:
         started, ident = _decode_cursor(cursor)
-        qs = qs.filter(Q(started_at__lt=started) | Q(started_at=started, id__lt=ident))
+        if ascending:
+            qs = qs.filter(started_at__gte=started).filter(
+                Q(started_at__gt=started) | Q(started_at=started, id__gt=ident)
+            )
+        else:
+            qs = qs.filter(started_at__lte=started).filter(
+                Q(started_at__lt=started) | Q(started_at=started, id__lt=ident)
+            )
     rows = list(qs[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
@@ -197,3 +217,176 @@ def totals(
     qs = rollup_queryset(viewer, filters, granularity=granularity, kind=kind)
     sums = qs.aggregate(**{name: Sum(name) for name in SUMS})
     return {k: (v or 0) for k, v in sums.items()}
+
+
+# --- observability: rules under edit, MCP call pages, previews --------------------------------
+
+
+def visible_under(rules: Sequence[Rule], viewer: Principal, data_type: DataType) -> Q:
+    """Like `visible`, for rules that are not saved (the console's preview of an edit)."""
+    team_names = dict(Team.objects.values_list("id", "name"))
+    return visible_q(rules, viewer, data_type, team_names=team_names, roles=viewer.roles)
+
+
+@dataclass(frozen=True)
+class McpFilters:
+    """Filters of the MCP tool-call list."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    server: str = ""
+    tool: str = ""
+    user: str = ""
+    virtual_account: str = ""
+    team: str = ""
+    status: str = ""  # ok | error | denied
+
+    def q(self) -> Q:
+        q = Q()
+        if self.start:
+            q &= Q(started_at__gte=self.start)
+        if self.end:
+            q &= Q(started_at__lt=self.end)
+        if self.server:
+            q &= Q(server=self.server)
+        if self.tool:
+            q &= Q(tool=self.tool)
+        if self.user:
+            q &= Q(caller_type="user", caller_name__iexact=self.user)
+        if self.virtual_account:
+            q &= Q(caller_type="virtualaccount", caller_name=self.virtual_account)
+        if self.team:
+            team = Team.objects.filter(name=self.team).values_list("id", flat=True).first()
+            q &= team_ids_q([team]) if team is not None else Q(pk__in=[])
+        if self.status:
+            q &= Q(status=self.status)
+        return q
+
+
+@dataclass(frozen=True)
+class McpPage:
+    rows: list[McpToolCall]
+    next_cursor: str | None
+
+
+def mcp_call_page(
+    viewer: Principal, filters: McpFilters, *, cursor: str = "", size: int = PAGE_SIZE
+) -> McpPage:
+    """One page of visible MCP tool calls, newest first, by keyset pagination."""
+    qs = (
+        McpToolCall.objects.filter(visible(viewer, "traces"))
+        .filter(filters.q())
+        .order_by("-started_at", "-id")
+    )
+    if cursor:
+        started, ident = _decode_cursor(cursor)
+        qs = qs.filter(started_at__lte=started).filter(
+            Q(started_at__lt=started) | Q(started_at=started, id__lt=ident)
+        )
+    rows = list(qs[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    last = rows[-1] if rows else None
+    token = None
+    if more and last is not None:
+        raw = json.dumps([last.started_at.isoformat(), str(last.id)]).encode()
+        token = base64.urlsafe_b64encode(raw).decode()
+    return McpPage(rows, token)
+
+
+def mcp_call_get_for(viewer: Principal, call_id: str) -> McpToolCall:
+    """One MCP tool call; 404 whether missing or hidden by the rules."""
+    try:
+        key = uuid.UUID(str(call_id))
+    except ValueError as exc:
+        raise ObjectNotFound("MCP tool call not found") from exc
+    row = McpToolCall.objects.filter(visible(viewer, "traces")).filter(pk=key).first()
+    if row is None:
+        raise ObjectNotFound("MCP tool call not found")
+    return row
+
+
+def subject_principal(subject: str) -> Principal:
+    """The principal behind `user:<email>` or `virtualaccount:<name>` (404 if unknown)."""
+    from accounts.models import User, VirtualAccount
+    from accounts.selectors import principal_for_user
+    from accounts.virtual_accounts import principal_for_virtual_account
+
+    kind, _, name = subject.partition(":")
+    if kind == "user":
+        user = User.objects.filter(email__iexact=name).first()
+        if user is not None:
+            return principal_for_user(user)
+    elif kind == "virtualaccount":
+        account = VirtualAccount.objects.filter(name=name).first()
+        if account is not None:
+            return principal_for_virtual_account(account)
+    raise ObjectNotFound(f"no user or virtual account {subject}")
+
+
+def preview_subjects(limit: int = 500) -> list[str]:
+    """Users and virtual accounts one can preview the rules as."""
+    from accounts.models import User, VirtualAccount
+
+    users = User.objects.filter(is_active=True).order_by("email").values_list("email", flat=True)
+    accounts = VirtualAccount.objects.order_by("name").values_list("name", flat=True)
+    return [f"user:{e}" for e in users[:limit]] + [f"virtualaccount:{n}" for n in accounts[:limit]]
+
+
+@dataclass(frozen=True)
+class AccessPreview:
+    """What a subject would see under some rules: counts, and who the rows come from."""
+
+    subject: str
+    requests: int  # request logs (traces)
+    metric_requests: int  # requests counted in charts (metrics)
+    mcp_calls: int
+    callers: list[tuple[str, int]]
+    teams: list[tuple[str, int]]
+
+
+def data_access_preview(
+    rules: Sequence[Rule], subject: Principal, *, top: int = 10
+) -> AccessPreview:
+    """Counts over every recorded request, from rollups (the same dimensions as raw rows):
+    6-hour rows up to the compaction watermark, hour rows after it."""
+    from dataaccess.compaction import compacted_until
+
+    until = compacted_until()
+    hours = (
+        Rollup.objects.filter(
+            Q(granularity="6h", bucket__lt=until) | Q(granularity="hour", bucket__gte=until)
+        )
+        if until is not None
+        else Rollup.objects.filter(granularity="hour")
+    )
+    traces = hours.filter(visible_under(rules, subject, "traces"))
+    model_rows = traces.filter(kind="model")
+    requests = model_rows.aggregate(n=Sum("requests"))["n"] or 0
+    mcp_calls = traces.filter(kind="mcp").aggregate(n=Sum("requests"))["n"] or 0
+    metric_requests = (
+        hours.filter(kind="model")
+        .filter(visible_under(rules, subject, "metrics"))
+        .aggregate(n=Sum("requests"))["n"]
+        or 0
+    )
+    callers: dict[str, int] = {}
+    teams: dict[str, int] = {}
+    names = dict(Team.objects.values_list("id", "name"))
+    grouped = model_rows.values("caller_type", "caller_name", "team_ids").annotate(
+        n=Sum("requests")
+    )
+    for row in grouped.order_by():
+        label = f"{row['caller_type']}:{row['caller_name']}"
+        callers[label] = callers.get(label, 0) + row["n"]
+        for part in str(row["team_ids"]).strip("|").split("|"):
+            if part.isdigit():
+                team = names.get(int(part), f"team #{part}")
+                teams[team] = teams.get(team, 0) + row["n"]
+
+    def ranked(counts: dict[str, int]) -> list[tuple[str, int]]:
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+
+    return AccessPreview(
+        subject.subject, requests, metric_requests, mcp_calls, ranked(callers), ranked(teams)
+    )

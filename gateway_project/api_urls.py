@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("accounts.api.urls")),
     path("", include("teams.api.urls")),
     path("", include("providers.api.urls")),
+    path("", include("dataaccess.api_urls")),
 ]

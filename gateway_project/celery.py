@@ -16,4 +16,7 @@ app.conf.beat_schedule = {
     "va-rotation-scan": {"task": "accounts.tasks.va_rotation_scan_task", "schedule": 60.0},
     "va-expiry-warn": {"task": "accounts.tasks.va_expiry_warn_task", "schedule": 3600.0},
     "va-retire": {"task": "accounts.tasks.va_retire_task", "schedule": 300.0},
+    "log-retention": {"task": "dataaccess.tasks.log_retention_task", "schedule": 3600.0},
+    "otlp-export": {"task": "dataaccess.tasks.otlp_export_task", "schedule": 15.0},
+    "rollup-compact": {"task": "dataaccess.tasks.rollup_compact_task", "schedule": 300.0},
 }

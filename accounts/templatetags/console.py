@@ -17,7 +17,6 @@ from accounts.policy import Permission, Principal, holds_any
 
 register = template.Library()
 
-COMING_SOON = "Coming soon"
 
 # Feather-style icon bodies (24x24, stroke); constants, never user input.
 ICONS = {
@@ -47,7 +46,7 @@ ICONS = {
 
 @dataclass(frozen=True)
 class NavItem:
-    """One sidebar link; without a URL it is a disabled "coming soon" entry."""
+    """One sidebar link, with its sub-links."""
 
     label: str
     icon: str
@@ -73,10 +72,6 @@ def _link(label: str, icon: str, url_name: str, view_name: str, prefix: str) -> 
     return NavItem(label, icon, reverse(url_name), view_name.startswith(prefix))
 
 
-def _soon(label: str, icon: str, *children: NavItem) -> NavItem:
-    return NavItem(label, icon, children=children)
-
-
 def _may_read_virtual_accounts(principal: Principal) -> bool:
     """Tenant-wide readers, and those who may read them in some team (as va_list filters)."""
     if principal.holds(Permission.VIRTUAL_ACCOUNT_READ):
@@ -95,7 +90,7 @@ def _may_see_resources(principal: Principal, kind: str, *tenant_wide: Permission
 
 
 def _gateway_items(principal: Principal, view_name: str) -> list[NavItem]:
-    """Models and MCP Servers for those who may see any; the rest is not built yet."""
+    """Models and MCP Servers for those who may see any; Controls; Monitor for everyone."""
     items = []
     if _may_see_resources(
         principal,
@@ -124,15 +119,37 @@ def _gateway_items(principal: Principal, view_name: str) -> list[NavItem]:
             _link("MCP Servers", "server", "providers:mcp_server_list", view_name, "providers:mcp_")
         )
     if holds_any(principal, Permission.GATEWAY_CONTROLS_LIST, Permission.GATEWAY_CONTROLS_MANAGE):
-        items.append(_soon("Controls (Data Access)", "sliders"))
+        items.append(
+            _link(
+                "Controls (Data Access)",
+                "sliders",
+                "dataaccess:data_access",
+                view_name,
+                "dataaccess:data_access",
+            )
+        )
+    # Everyone signed in: the Data Access rules decide what each person sees there.
+    requests = NavItem(
+        "Requests",
+        "activity",
+        reverse("dataaccess:request_list"),
+        view_name.startswith(("dataaccess:request_", "dataaccess:mcp_call_")),
+    )
+    metrics = _link("Metrics", "chart", "dataaccess:metrics", view_name, "dataaccess:metrics")
     items.append(
-        _soon("Monitor", "activity", _soon("Requests", "activity"), _soon("Metrics", "chart"))
+        NavItem(
+            "Monitor",
+            "activity",
+            requests.url,
+            requests.active or metrics.active,
+            (requests, metrics),
+        )
     )
     return items
 
 
 def navigation(principal: Principal, view_name: str) -> list[NavSection]:
-    """The sidebar for `principal`: only what they may use; unbuilt pages greyed out."""
+    """The sidebar for `principal`: only what they may use."""
     if not principal.is_user:
         return []
     platform = NavSection("Platform")
@@ -189,7 +206,7 @@ def console_nav(context: template.Context) -> dict[str, Any]:
     principal: Principal = context.get("principal") or Principal.anonymous()
     match = getattr(request, "resolver_match", None)
     view_name = (match.view_name if match else "") or ""
-    return {"sections": navigation(principal, view_name), "coming_soon": COMING_SOON}
+    return {"sections": navigation(principal, view_name)}
 
 
 @register.simple_tag(takes_context=True)
