@@ -36,9 +36,7 @@ def test_admin_builds_a_team_mints_a_token_and_audits_it(page: Page, artifacts):
 
     log_in(page, "admin@example.com")
     expect(page.get_by_test_id("signed-in-user")).to_have_text("Ada Admin")
-    expect(page.get_by_role("link", name="Metrics")).to_have_attribute(
-        "href", "/monitor/metrics/"
-    )
+    expect(page.get_by_role("link", name="Metrics")).to_have_attribute("href", "/monitor/metrics/")
     expect(page.get_by_role("link", name="Models")).to_have_attribute("href", "/models/")
 
     # A team with a member and a manager.

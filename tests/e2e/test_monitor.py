@@ -26,8 +26,8 @@ MODELS = ("openai-main/gpt-4o", "openai-main/gpt-4o-mini", "anthropic/claude-son
 
 def seed() -> dict[str, User]:
     """A day of traffic: 4 users in 2 teams, errors, streams, latencies, MCP calls."""
-    pay = factories.TeamFactory(name="payments")
-    ml = factories.TeamFactory(name="ml")
+    pay: Team = factories.TeamFactory(name="payments")
+    ml: Team = factories.TeamFactory(name="ml")
     admin = factories.UserFactory(email="admin@example.com", tenant_role_id="tenant-admin")
     people = {
         "alice": (factories.UserFactory(email="alice@example.com"), [pay]),
