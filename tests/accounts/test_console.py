@@ -26,7 +26,6 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-
 @pytest.fixture
 def admin(db):
     return factories.UserFactory(email="admin@example.com", tenant_role_id="tenant-admin")
