@@ -23,6 +23,7 @@ from accounts.models import SsoConfig
 from accounts.policy import Permission, PolicyDenied
 from accounts.sso_adapters import GatewayOIDCAdapter
 from gateway_project.errors import ValidationFailed
+from teams.scim_services import scim_token_status
 
 INVALID_FORM = 400
 TEXTAREA = {"rows": 5, "spellcheck": "false", "class": "mono"}
@@ -151,6 +152,10 @@ def _page(
         "can_manage": can_manage,
         "result": result,
         "has_secret": bool(config and config.client_secret),
+        # SCIM hangs off SAML settings (as in the mirrored product): its URL and tokens.
+        "scim": scim_token_status(config.name)
+        if config is not None and config.enable_scim
+        else None,
     }
     if not can_manage:
         for field in form.fields.values():

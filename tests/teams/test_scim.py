@@ -1193,3 +1193,27 @@ def test_the_token_appears_in_no_log_and_no_response(scim, caplog):
     assert "hunter2-secret" not in caplog.text
     for reply in replies:
         assert str(scim.token) not in json.dumps(reply.body)
+
+
+def test_sso_settings_page_shows_the_scim_url_and_token_link_when_enabled(client):
+    from accounts.sso_models import SsoConfig
+
+    admin = factories.tenant_admin()
+    client.force_login(admin)
+    config = SsoConfig.objects.create(
+        name="okta",
+        enabled=False,
+        provider="okta",
+        protocol="saml",
+        enable_scim=True,
+        idp_sso_url="https://idp.example.com/sso",
+        sp_entity_id="gateway",
+    )
+    page = client.get(f"/settings/sso/{config.name}/").content.decode()
+    assert 'data-testid="scim-base-url">http://127.0.0.1:8000/scim/v2<' in page
+    assert f"/settings/sso/{config.name}/scim/" in page
+    SsoConfig.objects.filter(pk=config.pk).update(enable_scim=False)
+    assert (
+        'data-testid="scim-panel"'
+        not in client.get(f"/settings/sso/{config.name}/").content.decode()
+    )
