@@ -16,6 +16,12 @@ the summed VmRSS of those processes, sampled every 0.2 s.
     .venv/bin/python bench/proxy_bench.py                 # the full matrix, 10 s per case
     .venv/bin/python bench/proxy_bench.py --quick          # a smoke run (seconds)
     .venv/bin/python bench/proxy_bench.py --direct-only    # only the fake (no gateway)
+    .venv/bin/python bench/proxy_bench.py --compare-django # + a trivial async Django view
+
+`--compare-django` also serves bench/django_view_asgi.py (one async Django view that parses the
+JSON body and answers small JSON, behind Django's ASGI handler, with the project's middleware
+and with none) with the same uvicorn options, and measures it non-streaming at 16 connections:
+the measured reason the proxy is a lean ASGI app rather than a Django view.
 
 Only loopback addresses are used; every process it starts is stopped at the end.
 """
@@ -28,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -409,6 +416,7 @@ class Plan:
     direct_only: bool
     workers: int
     database_url: str
+    compare_django: bool = False
     idle: float = 3.0  # seconds of idle CPU measurement per target
     targets: list[Target] = field(default_factory=list)
 
@@ -458,12 +466,35 @@ def settle(target: Target, timeout: float = 20.0) -> bool:
     return False
 
 
-def measure(case: Case, target: Target, script: Path, duration: float) -> Row:
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used (/proc/stat, every core)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's waited-for children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(case: Case, target: Target, script: Path, duration: float, ours: list[int]) -> Row:
+    """One wrk run. `ours`: every process of the bench (fake, gateway), to tell other load."""
     quiet = settle(target)
-    with Meter(target.pids()) as meter:
+    before = machine_busy_seconds(), children_cpu_seconds()
+    with Meter(target.pids()) as meter, Meter(ours) as everything:
         output = run_wrk(target.url, script, case.connections, duration)
     result = parse_wrk(output)
     busy = max(meter.cpu_seconds - target.idle_cpu * meter.wall_seconds, 0.0)
+    # CPU that neither the servers under test nor wrk used: other work on the machine, which
+    # competes for the same cores and shows up as latency (reported, never subtracted).
+    other = (
+        machine_busy_seconds()
+        - before[0]
+        - (children_cpu_seconds() - before[1])
+        - everything.cpu_seconds
+    ) / max(everything.wall_seconds, 1e-9)
     return Row(
         case=case,
         result=result,
@@ -472,6 +503,7 @@ def measure(case: Case, target: Target, script: Path, duration: float) -> Row:
         note="; ".join(
             ([f"{result.errors} errors"] if result.errors else [])
             + ([] if quiet else ["server still busy from the previous case"])
+            + ([f"other load {other * 100:.0f}% of a core"] if other > 0.1 else [])
         ),
     )
 
@@ -498,6 +530,8 @@ def run(plan: Plan, work: Path) -> list[Row]:
         with contextlib.ExitStack() as stack:
             if not plan.direct_only:
                 targets.append(start_gateway(plan, work, fake_url, stack))
+            if plan.compare_django:
+                targets += start_django_views(plan, work, stack)
             for target in targets:
                 measure_idle(target, plan.idle)
             plan.targets = targets
@@ -530,6 +564,43 @@ def start_gateway(plan: Plan, work: Path, fake_url: str, stack: contextlib.ExitS
     return Target("gateway", url, headers, gateway.pid, skip_root=True, unavailable=why)
 
 
+DJANGO_VIEWS = {"django-view": "project", "django-view-bare": "none"}  # target -> middleware
+DJANGO_CASE = (False, 0, 16)  # the one case they run: non-streaming, 0 ms, 16 connections
+
+
+def start_django_views(plan: Plan, work: Path, stack: contextlib.ExitStack) -> list[Target]:
+    """uvicorn on bench/django_view_asgi.py, as `gateway serve` runs the gateway's app."""
+    env = gateway_env(work / "var", plan.database_url)
+    targets = []
+    for name, middleware in DJANGO_VIEWS.items():
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "uvicorn", "django_view_asgi:application",
+            "--app-dir", str(ROOT / "bench"), "--host", HOST, "--port", str(port),
+            "--lifespan", "off", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        ]  # fmt: skip
+        log = work / f"{name}.log"
+        view_env = {**env, "BENCH_DJANGO_MIDDLEWARE": middleware, "PYTHONPATH": str(ROOT)}
+        process = stack.enter_context(started(name, argv, view_env, log))
+        url = f"http://{HOST}:{port}/v1/chat/completions"
+        deadline = time.monotonic() + 60
+        why = "did not start"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                why = f"exited: {log.read_text()[-300:]}"
+                break
+            status, _ = http("POST", url, request_body(False))
+            if status == 200:
+                why = ""
+                break
+            why = f"HTTP {status}" if status else "no answer"
+            time.sleep(0.3)
+        if why:
+            _log(f"{name} unavailable: {why}")
+        targets.append(Target(name, url, {}, process.pid, skip_root=False, unavailable=why))
+    return targets
+
+
 def run_cases(plan: Plan, work: Path, fake_url: str) -> list[Row]:
     rows: list[Row] = []
     for stream in plan.streams:
@@ -538,6 +609,8 @@ def run_cases(plan: Plan, work: Path, fake_url: str) -> list[Row]:
             if status != 200:
                 raise BenchError(f"could not configure the fake: {status} {raw!r}")
             for target in plan.targets:
+                if target.name in DJANGO_VIEWS and (stream, latency) != DJANGO_CASE[:2]:
+                    continue
                 model = MODEL if target.name == "direct" else f"{ACCOUNT}/{MODEL}"
                 headers = {**target.headers, "Content-Type": "application/json"}
                 script = lua_script(
@@ -546,12 +619,15 @@ def run_cases(plan: Plan, work: Path, fake_url: str) -> list[Row]:
                 if plan.warmup and not target.unavailable:
                     run_wrk(target.url, script, min(max(plan.connections), 16), plan.warmup)
                 for connections in plan.connections:
+                    if target.name in DJANGO_VIEWS and connections != DJANGO_CASE[2]:
+                        continue
                     case = Case(target.name, stream, latency, connections)
                     if target.unavailable:
                         rows.append(Row(case, note=f"unavailable: {target.unavailable[:60]}"))
                         continue
                     _log(f"  {_describe(case)} ...")
-                    rows.append(measure(case, target, script, plan.duration))
+                    ours = [pid for t in plan.targets for pid in process_tree(t.root)]
+                    rows.append(measure(case, target, script, plan.duration, ours))
     return rows
 
 
@@ -635,6 +711,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url", default="", help="gateway database (default: embedded SQLite)"
     )
+    parser.add_argument(
+        "--compare-django",
+        action="store_true",
+        help="also measure a trivial async Django view (json, 0 ms, 16 connections)",
+    )
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, var/)")
     return parser
@@ -654,6 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         direct_only=args.direct_only,
         workers=args.workers,
         database_url=args.database_url,
+        compare_django=args.compare_django,
     )
     if args.quick:
         plan.duration, plan.warmup, plan.connections, plan.latencies = 1.0, 0.0, [1, 16], [0]

@@ -110,21 +110,88 @@ def _model_row(kind: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def fold(records: Iterable[tuple[str, dict[str, Any]]]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Aggregate records per rollup key, for both granularities."""
+    """Aggregate records per rollup key, for both granularities.
+
+    Same result as folding `_model_row(kind, record)` per record, but without building a
+    full ~50-field row per record and granularity: the key is built first, a row is made only
+    for a key not seen yet in the batch, and a record then adds its few non-zero sums (one
+    latency and one TTFT histogram slot). It runs in the log writer's thread, holding the GIL
+    the event loop needs: this cut its CPU per record by ~3x (bench/logwriter_bench.py).
+    """
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    metadata_keys: dict[str, str] = {}  # canonical metadata JSON -> key: the hash once a batch
     for kind, record in records:
-        base = _model_row(kind, record)
-        started = record["started_at"]
-        for granularity in ("minute", "hour"):
-            row = {**base, "granularity": granularity, "bucket": _bucket(started, granularity)}
-            key = tuple(row[f] for f in KEY_FIELDS)
-            current = out.get(key)
-            if current is None:
+        status = record["status"]
+        status = 200 if status == "ok" else (500 if status in ("error", "denied") else int(status))
+        if kind == "mcp":
+            model = f"{record['server']}.{record['tool']}"
+            account, error_type = "", record.get("error", "")[:64]
+            input_tokens = output_tokens = 0
+            cost, ttft = 0.0, None
+        else:
+            model = record["requested_model"]
+            account, error_type = record.get("provider_account", ""), record.get("error_type", "")
+            input_tokens = record.get("input_tokens", 0)
+            output_tokens = record.get("output_tokens", 0)
+            cost, ttft = float(record.get("cost_usd") or 0), record.get("ttft_ms")
+        latency = float(record.get("latency_ms") or 0)
+        metadata = record.get("metadata") or {}
+        if metadata:
+            canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"))
+            metadata_key = metadata_keys.get(canonical)
+            if metadata_key is None:
+                metadata_key = metadata_keys[canonical] = _metadata_key(metadata)
+        else:
+            metadata_key = _EMPTY_METADATA_KEY
+        dimensions = (
+            "mcp" if kind == "mcp" else "model",
+            account,
+            model,
+            record["caller_type"],
+            record["caller_id"],
+            record.get("team_ids", "|"),
+            metadata_key,
+            _status_class(status),
+            error_type,
+        )
+        error = int(status >= 400)
+        latency_slot = HISTOGRAM_FIELDS[_histogram_index(latency)]
+        ttft_ms = None if ttft is None else float(ttft)
+        ttft_slot = None if ttft_ms is None else TTFT_FIELDS[_histogram_index(ttft_ms)]
+        minute = record["started_at"].replace(second=0, microsecond=0)
+        for granularity, bucket in (("minute", minute), ("hour", minute.replace(minute=0))):
+            key = (granularity, bucket, *dimensions)
+            row = out.get(key)
+            if row is None:
+                row = dict(zip(KEY_FIELDS, key, strict=True))
+                row.update(
+                    caller_name=record["caller_name"],
+                    teams=record.get("teams", []),
+                    metadata=metadata,
+                )
+                row.update(_ZERO_SUMS)
                 out[key] = row
-            else:
-                for name in SUM_FIELDS:
-                    current[name] += row[name]
+            row["requests"] += 1
+            row["errors"] += error
+            row["input_tokens"] += input_tokens
+            row["output_tokens"] += output_tokens
+            row["cost_usd"] += cost
+            row["latency_ms_sum"] += latency
+            row[latency_slot] += 1
+            if ttft_ms is not None and ttft_slot is not None:
+                row["ttft_ms_sum"] += ttft_ms
+                row["ttft_count"] += 1
+                row[ttft_slot] += 1
     return out
+
+
+_ZERO_SUMS: dict[str, Any] = {
+    **dict.fromkeys(SUM_FIELDS, 0),
+    "cost_usd": 0.0,
+    "latency_ms_sum": 0.0,
+    "ttft_ms_sum": 0.0,
+}
+_EMPTY_METADATA_KEY = _metadata_key({})
 
 
 def upsert(rows: Iterable[dict[str, Any]]) -> None:

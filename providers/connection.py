@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from providers.aws_sigv4 import AwsCredentials, sign
+from providers.aws_sts import StsError, assume_role
 from providers.kinds import KINDS
 from providers.models import ProviderAccount
 from providers.services import secret_values
@@ -43,9 +44,16 @@ def _request_for(account: ProviderAccount) -> httpx.Request:
     url = f"{base or f'https://bedrock.{account.region}.amazonaws.com'}/foundation-models"
     if account.auth_type == "api-key":
         return httpx.Request("GET", url, headers={"Authorization": f"Bearer {secrets['api_key']}"})
-    creds = AwsCredentials(
-        account.auth_public.get("access_key_id", ""), secrets.get("secret_access_key", "")
-    )
+    if account.auth_type == "assumed-role-based":
+        creds = assume_role(
+            account.auth_public.get("assumed_role_arn", ""),
+            account.auth_public.get("external_id", ""),
+            account.region,
+        ).credentials
+    else:
+        creds = AwsCredentials(
+            account.auth_public.get("access_key_id", ""), secrets.get("secret_access_key", "")
+        )
     headers = sign(
         method="GET",
         url=url,
@@ -60,15 +68,12 @@ def _request_for(account: ProviderAccount) -> httpx.Request:
 
 def provider_connection_test(account: ProviderAccount) -> ConnectionResult:
     """Call the provider once; redirects are not followed."""
-    if (
-        account.kind == ProviderAccount.Kind.AWS_BEDROCK
-        and account.auth_type == "assumed-role-based"
-    ):
-        return ConnectionResult(False, "assumed-role credentials cannot be tested from here yet")
     try:
         request = _request_for(account)
     except KeyError:
         return ConnectionResult(False, "credentials are incomplete")
+    except StsError as exc:
+        return ConnectionResult(False, str(exc))
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
             response = client.send(request)

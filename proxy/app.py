@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import httpx
 
+from providers.aws_sts import StsCache
 from proxy import db
 from proxy.auth import AuthCache, watch
 from proxy.logwriter import LogWriter
@@ -30,6 +33,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Handler = Callable[["ProxyState", Scope, Receive, Send], Awaitable[None]]
+SWITCH_INTERVAL_SECONDS = 0.0005
+DEFAULT_SWITCH_INTERVAL = sys.getswitchinterval()
+GC_THRESHOLDS = (10_000, 20, 100)
+DEFAULT_GC_THRESHOLDS = gc.get_threshold()
 
 
 class ProxyState:
@@ -39,6 +46,7 @@ class ProxyState:
         self.auth = AuthCache()
         self.routing = RoutingCache()
         self.logs = LogWriter()
+        self.sts = StsCache()
         self.http: httpx.AsyncClient = new_client()
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -53,6 +61,7 @@ class ProxyState:
         self.auth = AuthCache()
         self.routing = RoutingCache()
         self.logs = LogWriter()
+        self.sts = StsCache()
         self.stop = asyncio.Event()
         self.http = new_client()
         self.tasks = [
@@ -155,8 +164,38 @@ class GatewayApplication:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.state.start()
+                self._handler_for("")  # import the proxy modules now, before the freeze
+                _freeze_startup_objects()
+                # The event loop shares the GIL with the database threads (log batches,
+                # reloads). A thread running Python keeps the GIL until the switch interval
+                # (5 ms by default) when the loop asks for it: each log batch could stall
+                # every call in flight by up to 5 ms. 0.5 ms bounds that stall; the cost, a
+                # few more GIL hand-overs while a batch is written, is negligible.
+                sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.state.shutdown()
+                gc.unfreeze()  # back to the defaults (matters only to a process that goes on)
+                gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+                sys.setswitchinterval(DEFAULT_SWITCH_INTERVAL)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything alive after start-up out of the cyclic GC's reach, and collect less often.
+
+    Why: with Django, the apps and the proxy loaded, a process holds ~170,000 GC-tracked
+    objects, and every full (generation 2) collection walked them all: measured under the
+    benchmark, 4 full collections in 8 s at up to 160 ms each, stopping the event loop and
+    every call in flight (the p99 tail). These objects live as long as the process, so
+    `gc.freeze()` takes them out of every collection. Then the thresholds: each queued
+    log record outlives the young generations (it waits up to 0.2 s for its batch), so at a
+    few thousand calls a second the default (700, 10, 10) still ran a full collection every
+    few seconds and ~360 young ones per 10 s (~100 ms of CPU); with (10000, 20, 100): about
+    ten young ones, none full, ~20 ms (measured at 16 connections). Cyclic garbage made later
+    is still collected, just in larger, rarer passes.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

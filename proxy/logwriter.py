@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.constants import OnConflict
 from django.utils.dateparse import parse_datetime
 
 from dataaccess import rollups
@@ -32,6 +36,7 @@ from proxy.models import McpToolCall, RequestLog
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+MAX_ROWS_PER_STATEMENT = 256  # SQLite: rows per multi-row INSERT (a power of two)
 INTERVAL_SECONDS = 0.2
 
 
@@ -59,21 +64,147 @@ def _insert(batch: list[tuple[str, dict[str, Any]]]) -> None:
     with transaction.atomic():
         known = _stored_ids(batch)
         fresh = [(k, r) for k, r in batch if str(r["id"]) not in known]
-        requests = [RequestLog(**r) for k, r in fresh if k == "request"]
-        calls = [McpToolCall(**r) for k, r in fresh if k == "mcp"]
-        if requests:
-            RequestLog.objects.bulk_create(requests, ignore_conflicts=True)
-        if calls:
-            McpToolCall.objects.bulk_create(calls, ignore_conflicts=True)
+        _REQUESTS.insert([r for k, r in fresh if k == "request"])
+        _MCP_CALLS.insert([r for k, r in fresh if k == "mcp"])
         rollups.upsert(rollups.fold(fresh).values())
 
 
+class _RowInserter:
+    """`INSERT ... ON CONFLICT DO NOTHING` of plain record dicts into one model's table.
+
+    Why not `bulk_create`: it instantiates a model per record and compiles the INSERT for each
+    batch: ~80 µs of CPU per record, in a thread holding the GIL the event loop needs (profiled
+    under the benchmark; bench/logwriter_bench.py measures it). Here the statement is built
+    from cached parts, missing fields take the model's defaults, and only the columns whose
+    Python values need adapting (UUID, datetime, JSON, decimal) go through the field's own
+    `get_db_prep_save`.
+
+    SQLite gets multi-row `VALUES` statements, not `executemany`: sqlite3's executemany steps
+    once per row, dropping and re-taking the GIL each time, and while the event loop is busy
+    every re-take waits for a switch interval. Measured under load, that capped the writer at
+    ~2,000 rows/s, below what one worker serves, so the queue (and memory) grew without bound.
+    One statement per chunk takes the GIL once per chunk. PostgreSQL keeps `executemany`:
+    psycopg pipelines it (one round trip, the GIL released while waiting), and a 10,000-
+    parameter statement costs it twice the CPU (it rewrites the placeholders in Python).
+    """
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self.model = model
+        self._sql: dict[str, tuple[str, str, str]] = {}  # vendor -> head, one row, suffix
+
+    def insert(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        # The real connection, not the `django.db.connection` proxy: each attribute access on
+        # the proxy is a thread-local lookup, and this loop makes thousands of them.
+        db = connections[DEFAULT_DB_ALIAS]
+        fields = self.model._meta.concrete_fields
+        parts = self._sql.get(db.vendor)
+        if parts is None:
+            parts = self._sql[db.vendor] = _insert_sql(db, self.model, fields)
+        head, one_row, suffix = parts
+        columns = [
+            (
+                field.attname,
+                None
+                if field.get_internal_type() in _PLAIN_TYPES
+                else functools.partial(field.get_db_prep_save, connection=db),
+                field,
+            )
+            for field in fields
+        ]
+        params: list[Any] = []
+        for record in records:
+            for name, adapt, field in columns:
+                value = record[name] if name in record else field.get_default()
+                params.append(value if adapt is None else adapt(value))
+        width = len(columns)
+        if db.vendor != "sqlite":
+            rows = [params[i : i + width] for i in range(0, len(params), width)]
+            with db.cursor() as cursor:
+                cursor.executemany(f"{head} {one_row} {suffix}", rows)
+            return
+        # Power-of-two chunks (256, 128, ..., 1 rows): sqlite3 caches every distinct statement
+        # it prepares (128 per connection), and one per batch size made the process grow by
+        # ~150 MB in a minute; this way there are at most nine.
+        limit = max(1, min(MAX_ROWS_PER_STATEMENT, _max_params(db) // width))
+        first = 0
+        with db.cursor() as cursor:
+            while first < len(records):
+                count = 1 << (min(limit, len(records) - first).bit_length() - 1)
+                sql = f"{head} {', '.join([one_row] * count)} {suffix}"
+                cursor.execute(sql, params[first * width : (first + count) * width])
+                first += count
+
+
+def _insert_sql(
+    db: BaseDatabaseWrapper, model: type[models.Model], fields: Any
+) -> tuple[str, str, str]:
+    ops = db.ops
+    head = " ".join(
+        [
+            ops.insert_statement(on_conflict=OnConflict.IGNORE),
+            ops.quote_name(model._meta.db_table),
+            "(" + ", ".join(ops.quote_name(str(f.column)) for f in fields) + ")",
+            "VALUES",
+        ]
+    )
+    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return head, one_row, ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None) or ""
+
+
+def _max_params(db: BaseDatabaseWrapper) -> int:
+    """Bind parameters one SQLite statement may carry (a build option: ask the library)."""
+    db.ensure_connection()
+    try:
+        return int(db.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except AttributeError:  # Python < 3.11
+        return 999
+
+
+# Field types whose Python values (str, int, float, bool, None) the drivers take as they are.
+_PLAIN_TYPES = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "PositiveBigIntegerField",
+        "FloatField",
+        "BooleanField",
+    }
+)
+_REQUESTS = _RowInserter(RequestLog)
+_MCP_CALLS = _RowInserter(McpToolCall)
+
+
 def _stored_ids(batch: list[tuple[str, dict[str, Any]]]) -> set[str]:
-    request_ids = [r["id"] for k, r in batch if k == "request"]
-    call_ids = [r["id"] for k, r in batch if k == "mcp"]
-    found = list(RequestLog.objects.filter(id__in=request_ids).values_list("id", flat=True))
-    found += McpToolCall.objects.filter(id__in=call_ids).values_list("id", flat=True)
-    return {str(i) for i in found}
+    """The ids in `batch` already in the database (normally none: only a replay has some).
+
+    Raw SQL: the ORM's `id__in` prepared each of the ~500 ids through the field (~2% of the
+    gateway's CPU under load).
+    """
+    db = connections[DEFAULT_DB_ALIAS]
+    native = db.features.has_native_uuid_field
+    qn = db.ops.quote_name
+    found: set[str] = set()
+    for model, kind in ((RequestLog, "request"), (McpToolCall, "mcp")):
+        ids = [r["id"] for k, r in batch if k == kind]
+        if not ids:
+            continue
+        ids = [i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in ids]
+        pk = qn(str(model._meta.pk.column))
+        sql = (
+            f"SELECT {pk} FROM {qn(model._meta.db_table)} "  # noqa: S608 - fixed names
+            f"WHERE {pk} IN ({', '.join(['%s'] * len(ids))})"
+        )
+        with db.cursor() as cursor:
+            cursor.execute(sql, ids if native else [i.hex for i in ids])
+            found.update(str(uuid.UUID(str(row[0]))) for row in cursor.fetchall())
+    return found
 
 
 class LogWriter:
@@ -147,7 +278,14 @@ class LogWriter:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=INTERVAL_SECONDS)
-            written = await self.write_batch(self._drain())
+            # Every full batch queued, not just one: one batch of 500 per 0.2 s capped the
+            # writer at 2,500 records/s, and past that (one worker did ~3,800 calls/s under
+            # the benchmark) the queue, and the process's memory, grew without bound.
+            while True:
+                batch = self._drain()
+                written = await self.write_batch(batch)
+                if not written or len(batch) < BATCH_SIZE:
+                    break
             if written and time.monotonic() - self._last_replay > 5:
                 self._last_replay = time.monotonic()
                 await self.replay_spool()

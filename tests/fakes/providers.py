@@ -224,6 +224,9 @@ class FakeProviders:
         self.anthropic_key = anthropic_key
         self.aws_access_key_id = aws_access_key_id
         self.aws_secret_access_key = aws_secret_access_key
+        # Every AWS key pair the fake accepts: the base pair, plus those its STS issues.
+        self.aws_keys: dict[str, str] = {aws_access_key_id: aws_secret_access_key}
+        self.assumed_roles: list[dict[str, str]] = []
         self.bedrock_api_key = bedrock_api_key
         self.verify_sigv4 = verify_sigv4
         self.startup_defaults = dataclasses.replace(defaults or Knobs())
@@ -383,6 +386,8 @@ class FakeProviders:
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000)
         handler = self._routes.get((call.method, call.path))
+        if call.method == "POST" and call.path == "/_sts/":
+            handler = self._sts_assume_role
         if handler is None and call.path.startswith("/model/") and call.method == "POST":
             handler = self._bedrock_model
         if handler is None:
@@ -448,7 +453,7 @@ class FakeProviders:
         if len(credential) != 5 or credential[4] != "aws4_request":
             message = "Authorization header requires a valid Credential."
             return 403, message, "IncompleteSignatureException"
-        if credential[0] != self.aws_access_key_id:
+        if credential[0] not in self.aws_keys:
             message = "The security token included in the request is invalid."
             return 403, message, "UnrecognizedClientException"
         if self.verify_sigv4 and not self._sigv4_valid(call, fields, credential):
@@ -480,11 +485,43 @@ class FakeProviders:
         to_sign = "\n".join(
             ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
         )
-        key = ("AWS4" + self.aws_secret_access_key).encode()
+        key = ("AWS4" + self.aws_keys[credential[0]]).encode()
         for part in (date, region, service, "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, fields.get("Signature", ""))
+
+    async def _sts_assume_role(self, call: Call, send: Send, receive: Receive) -> None:
+        """STS AssumeRole (Query API, form body): issues temporary keys this fake accepts."""
+        form = dict(parse_qsl(call.body.decode()))
+        if form.get("Action") != "AssumeRole" or not form.get("RoleArn"):
+            await _send(
+                send,
+                400,
+                b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>",
+                [(b"content-type", b"text/xml")],
+            )
+            return
+        number = len(self.assumed_roles) + 1
+        key_id, secret = f"ASIAFAKETEMP{number:08d}", f"fakeTempSecret{number:04d}/EXAMPLE"
+        token = f"fakeSessionToken{number}"
+        with self._lock:
+            self.aws_keys[key_id] = secret
+            self.assumed_roles.append(
+                {
+                    "RoleArn": form["RoleArn"],
+                    "ExternalId": form.get("ExternalId", ""),
+                    "AccessKeyId": key_id,
+                }
+            )
+        body = (
+            '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            "<AssumeRoleResult><Credentials>"
+            f"<AccessKeyId>{key_id}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+            f"<SessionToken>{token}</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>"
+            "</Credentials></AssumeRoleResult></AssumeRoleResponse>"
+        ).encode()
+        await _send(send, 200, body, [(b"content-type", b"text/xml")])
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -1221,8 +1258,8 @@ def _sse_event(name: str, data: Any) -> bytes:
 def _flavour(call: Call) -> str:
     """Which provider's conventions (auth, error shape) a path follows."""
     path = call.path
-    if path.startswith(("/model/", "/foundation-models")):
-        return "bedrock"
+    if path.startswith(("/model/", "/foundation-models", "/_sts/")):
+        return "bedrock"  # SigV4 auth; STS answers XML errors, but the auth check is the same
     if path == "/v1/messages":
         return "anthropic"
     if path == "/v1/models" and (
