@@ -76,4 +76,6 @@ def test_quick_direct_only_run_prints_a_table_with_rows():
         ["direct", "stream", "0", "16"],
     ]
     assert all(float(row[4]) > 0 for row in body)  # requests/s
-    assert all(row[13] == "" for row in body)  # no errors noted
+    # No request failed; other notes (a busy machine, e.g. tests running in parallel) are
+    # information about the measurement, not failures of it.
+    assert not [row[13] for row in body if "errors" in row[13] or "unavailable" in row[13]]
