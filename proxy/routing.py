@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import DatabaseError
 
 from providers.kinds import KINDS, bedrock_endpoint
 from providers.models import ProviderAccount
 from providers.services import secret_values
+from providers.upstream import allowed_host
 from proxy import db
 from proxy.auth import AuthUnavailable
 from teams.models import Team
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,16 @@ def _base_url(account: ProviderAccount, region: str) -> str:
     return KINDS[account.kind].default_base_url
 
 
+def _host_allowed(target: Target) -> bool:
+    """GATEWAY_UPSTREAM_ALLOWLIST holds at call time too: an account saved before the list
+    changed cannot reach a host the list now excludes (its models answer 403)."""
+    host = urlsplit(target.base_url).hostname or ""
+    if allowed_host(host):
+        return True
+    logger.warning("routing: %s skipped, host not in GATEWAY_UPSTREAM_ALLOWLIST", target.account)
+    return False
+
+
 def _load() -> Routing:
     try:
         targets: dict[str, Target] = {}
@@ -88,7 +103,8 @@ def _load() -> Routing:
                     cost=dict(model.cost),
                     region=region,
                 )
-                targets[target.caller_name] = target
+                if _host_allowed(target):
+                    targets[target.caller_name] = target
         team_names = dict(Team.objects.values_list("id", "name"))
     except DatabaseError as exc:
         raise AuthUnavailable from exc

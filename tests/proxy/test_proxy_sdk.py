@@ -418,3 +418,13 @@ def test_no_token_or_key_in_request_logs(gateway):
     assert len(logs(2)) == 2
     for secret in (gateway.member_token, gateway.fake.OPENAI_KEY, gateway.fake.ANTHROPIC_KEY):
         assert secret not in rows
+
+
+def test_upstream_allowlist_holds_at_call_time(gateway_factory, settings):
+    settings.GATEWAY_UPSTREAM_ALLOWLIST = ["api.openai.com"]  # the fake's 127.0.0.1 is excluded
+    with gateway_factory() as gw:
+        with pytest.raises(openai.PermissionDeniedError):
+            oai(gw).chat.completions.create(
+                model="openai-main/gpt-4o", messages=[{"role": "user", "content": "x"}]
+            )
+        assert gw.fake.requests() == []
