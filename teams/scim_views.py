@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -203,24 +204,28 @@ def _matches(header: str, etag: str) -> bool:
     return "*" in wanted or any(_weak(part) == _weak(etag) for part in wanted)
 
 
-class ResourceView(ScimBaseView):
+class ResourceView(ScimBaseView, ABC):
     """Shared GET/POST/PUT/PATCH/DELETE for Users and Groups (RFC 7644 §3.3-3.6, §3.14)."""
 
     kind: ClassVar[str]
     filters: ClassVar[FilterMap]
     http_method_names = ("get", "post", "put", "patch", "delete")
 
+    @abstractmethod
     def queryset(self) -> QuerySet[Any]:
-        raise NotImplementedError
+        """The kind's rows SCIM may see."""
 
+    @abstractmethod
     def lookup(self, pk: int | None) -> Model:
-        raise NotImplementedError
+        """One row by primary key (404 when missing)."""
 
+    @abstractmethod
     def adapter(self, obj: Model) -> Adapter:
-        raise NotImplementedError
+        """The django-scim2 adapter for a row."""
 
+    @abstractmethod
     def new_object(self) -> Model:
-        raise NotImplementedError
+        """An unsaved row for a create."""
 
     def get_object(self) -> Model:
         """The resource named in the URL; 404 for ids of another kind or unknown ones."""

@@ -51,6 +51,7 @@ import tempfile
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class _Server(ThreadingHTTPServer):
     fake: FakeRestServer
 
 
-class FakeRestServer:
+class FakeRestServer(ABC):
     """A threaded http.server on 127.0.0.1 with the state of one fake service."""
 
     scheme: ClassVar[str] = "http"
@@ -141,8 +142,8 @@ class FakeRestServer:
         assert self._server is not None
         return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
-    def _wrap(self, server: _Server) -> None:
-        """Hook for TLS."""
+    def _wrap(self, server: _Server) -> None:  # noqa: B027 - optional hook, plain HTTP by default
+        """Hook for TLS: subclasses serving HTTPS wrap the listening socket here."""
 
     def start(self) -> None:
         server = _Server(("127.0.0.1", 0), _Handler)
@@ -159,10 +160,11 @@ class FakeRestServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    @abstractmethod
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        raise NotImplementedError
+        """Answer one request: (status, JSON body, headers)."""
 
 
 def _now_rfc3339() -> str:
