@@ -129,69 +129,51 @@ class NotImplementedView(ScimBaseView):
     post = put = patch = delete = get
 
 
-class ServiceProviderConfigView(ScimBaseView, scim_views.ServiceProviderConfigView):
-    """GET /ServiceProviderConfig (RFC 7644 §4)."""
+class ReadOnlyView(ScimBaseView):
+    """Discovery endpoints: GET only; other methods answer a SCIM 405."""
 
     http_method_names = ("get", "post", "put", "patch", "delete")
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.http_method_not_allowed(request)
+
+    put = patch = delete = post
+
+    def allowed_methods(self) -> list[str]:
+        return ["GET"]
+
+
+def _discovery(docs: dict[str, Any], key: str | None, what: str) -> HttpResponse:
+    """One discovery document by key, or all of them as a complete ListResponse."""
+    if key:
+        if key not in docs:
+            raise ScimError(404, f"no {what} {key!r}")
+        return json_response(docs[key])
+    items = list(docs.values())
+    return json_response(list_response(items, len(items), 1))
+
+
+class ServiceProviderConfigView(ReadOnlyView, scim_views.ServiceProviderConfigView):
+    """GET /ServiceProviderConfig (RFC 7644 §4)."""
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return json_response(ScimServiceProviderConfig(request=request).to_dict())
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.http_method_not_allowed(request)
 
-    put = patch = delete = post
-
-    def allowed_methods(self) -> list[str]:
-        return ["GET"]
-
-
-class ResourceTypesView(ScimBaseView, scim_views.ResourceTypesView):
+class ResourceTypesView(ReadOnlyView, scim_views.ResourceTypesView):
     """GET /ResourceTypes[/{id}] with a complete ListResponse."""
 
-    http_method_names = ("get", "post", "put", "patch", "delete")
-
     def get(self, request: HttpRequest, uuid: str | None = None, **kwargs: Any) -> HttpResponse:
         root = scim_root(request)
-        docs = {r.name: r.to_dict(root) for r in RESOURCES}
-        if uuid:
-            if uuid not in docs:
-                raise ScimError(404, f"no resource type {uuid!r}")
-            return json_response(docs[uuid])
-        items = list(docs.values())
-        return json_response(list_response(items, len(items), 1))
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.http_method_not_allowed(request)
-
-    put = patch = delete = post
-
-    def allowed_methods(self) -> list[str]:
-        return ["GET"]
+        return _discovery({r.name: r.to_dict(root) for r in RESOURCES}, uuid, "resource type")
 
 
-class SchemasView(ScimBaseView, scim_views.SchemasView):
+class SchemasView(ReadOnlyView, scim_views.SchemasView):
     """GET /Schemas[/{uri}]: only the attributes the gateway stores."""
 
-    http_method_names = ("get", "post", "put", "patch", "delete")
-
     def get(self, request: HttpRequest, uuid: str | None = None, **kwargs: Any) -> HttpResponse:
         root = scim_root(request)
-        docs = {s.id: s.to_dict(root) for s in SCHEMAS}
-        if uuid:
-            if uuid not in docs:
-                raise ScimError(404, f"no schema {uuid!r}")
-            return json_response(docs[uuid])
-        items = list(docs.values())
-        return json_response(list_response(items, len(items), 1))
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.http_method_not_allowed(request)
-
-    put = patch = delete = post
-
-    def allowed_methods(self) -> list[str]:
-        return ["GET"]
+        return _discovery({s.id: s.to_dict(root) for s in SCHEMAS}, uuid, "schema")
 
 
 def _weak(tag: str) -> str:
