@@ -9,6 +9,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from proxy.translate.errors import TranslationError
@@ -417,3 +419,38 @@ class ChunkWriter:
     def close(self) -> list[JSON]:
         """Whatever is still owed when the upstream stream ends early."""
         return [*self.start(), *self.finish("stop"), *self.usage_chunk()]
+
+
+@dataclass(frozen=True)
+class TurnBuilders:
+    """How a target dialect writes user content, assistant messages and tool results."""
+
+    user: Callable[[Any, str], list[JSON]]  # (content, field)
+    assistant: Callable[[JSON, str], list[JSON]]  # (message, field)
+    tool_result: Callable[[JSON, str], JSON]  # (message, field)
+
+
+def split_turns(body: JSON, builders: TurnBuilders) -> tuple[list[str], list[JSON]]:
+    """A request's system texts (with any JSON-mode instruction) and its user/assistant turns.
+
+    Tool results become user turns, as both the Messages and the Converse APIs want them.
+    """
+    system: list[str] = []
+    turns: list[JSON] = []
+    for i, message in enumerate(request_messages(body)):
+        field, role = f"messages[{i}]", message["role"]
+        if role in ("system", "developer"):
+            system.append(content_text(message.get("content"), f"{field}.content"))
+        elif role == "user":
+            content = builders.user(message.get("content"), f"{field}.content")
+            turns.append({"role": "user", "content": content})
+        elif role == "assistant":
+            turns.append({"role": "assistant", "content": builders.assistant(message, field)})
+        elif role == "tool":
+            turns.append({"role": "user", "content": [builders.tool_result(message, field)]})
+        else:
+            raise TranslationError(f"{field}.role", f"{role!r} is not supported")
+    instruction = json_instruction(body)
+    if instruction:
+        system.append(instruction)
+    return system, turns

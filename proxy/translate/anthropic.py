@@ -15,6 +15,7 @@ from proxy.translate._openai import (
     JSON,
     ChunkWriter,
     ToolChoice,
+    TurnBuilders,
     assistant_tool_calls,
     cached_tokens,
     chat_completion,
@@ -26,12 +27,12 @@ from proxy.translate._openai import (
     expect_str,
     function_tools,
     image_url,
-    json_instruction,
     max_tokens,
     merge_same_role,
     parse_data_url,
     reject_unsupported,
     request_messages,
+    split_turns,
     stop_sequences,
     tool_call,
     tool_call_id,
@@ -437,13 +438,7 @@ class OpenAIToAnthropicStream:
 def openai_request_to_anthropic(body: JSON, model_id: str) -> JSON:
     """Chat Completions request -> Messages API request for upstream model `model_id`."""
     reject_unsupported(body)
-    system: list[str] = []
-    turns: list[JSON] = []
-    for i, message in enumerate(request_messages(body)):
-        _add_anthropic_turn(message, f"messages[{i}]", system, turns)
-    instruction = json_instruction(body)
-    if instruction:
-        system.append(instruction)
+    system, turns = split_turns(body, ANTHROPIC_TURNS)
     out: JSON = {
         "model": model_id,
         "max_tokens": max_tokens(body) or DEFAULT_MAX_TOKENS,
@@ -454,22 +449,6 @@ def openai_request_to_anthropic(body: JSON, model_id: str) -> JSON:
     out.update(_anthropic_sampling(body))
     out.update(_anthropic_tools(body))
     return out
-
-
-def _add_anthropic_turn(message: JSON, field: str, system: list[str], turns: list[JSON]) -> None:
-    """Hoist system text or append the message as a user/assistant turn."""
-    role = message["role"]
-    if role in ("system", "developer"):
-        system.append(content_text(message.get("content"), f"{field}.content"))
-    elif role == "user":
-        content = _anthropic_user_blocks(message.get("content"), f"{field}.content")
-        turns.append({"role": "user", "content": content})
-    elif role == "assistant":
-        turns.append({"role": "assistant", "content": _anthropic_assistant_blocks(message, field)})
-    elif role == "tool":
-        turns.append({"role": "user", "content": [_anthropic_tool_result(message, field)]})
-    else:
-        raise TranslationError(f"{field}.role", f"{role!r} is not supported")
 
 
 def _text_block(text: str) -> list[JSON]:
@@ -687,3 +666,9 @@ class AnthropicToOpenAIStream:
 
     def _message_stop(self, _data: JSON) -> list[JSON]:
         return self._writer.close()
+
+
+# How requests for this dialect write their turns (see _openai.split_turns).
+ANTHROPIC_TURNS = TurnBuilders(
+    _anthropic_user_blocks, _anthropic_assistant_blocks, _anthropic_tool_result
+)

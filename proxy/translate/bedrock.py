@@ -14,6 +14,7 @@ from typing import Any
 from proxy.translate._openai import (
     JSON,
     ChunkWriter,
+    TurnBuilders,
     assistant_tool_calls,
     chat_completion,
     content_parts,
@@ -21,12 +22,11 @@ from proxy.translate._openai import (
     expect_str,
     function_tools,
     image_url,
-    json_instruction,
     max_tokens,
     merge_same_role,
     parse_data_url,
     reject_unsupported,
-    request_messages,
+    split_turns,
     stop_sequences,
     tool_call,
     tool_call_id,
@@ -65,13 +65,7 @@ def openai_request_to_converse(body: JSON) -> JSON:
     and `stream` are not part of the body.
     """
     reject_unsupported(body)
-    system: list[str] = []
-    turns: list[JSON] = []
-    for i, message in enumerate(request_messages(body)):
-        _add_converse_turn(message, f"messages[{i}]", system, turns)
-    instruction = json_instruction(body)
-    if instruction:
-        system.append(instruction)
+    system, turns = split_turns(body, CONVERSE_TURNS)
     out: JSON = {"messages": merge_same_role([turn for turn in turns if turn["content"]])}
     if any(system):
         out["system"] = [{"text": text} for text in system if text]
@@ -82,22 +76,6 @@ def openai_request_to_converse(body: JSON) -> JSON:
     if tool_config:
         out["toolConfig"] = tool_config
     return out
-
-
-def _add_converse_turn(message: JSON, field: str, system: list[str], turns: list[JSON]) -> None:
-    """Hoist system text or append the message as a user/assistant turn."""
-    role = message["role"]
-    if role in ("system", "developer"):
-        system.append(content_text(message.get("content"), f"{field}.content"))
-    elif role == "user":
-        content = _converse_user_blocks(message.get("content"), f"{field}.content")
-        turns.append({"role": "user", "content": content})
-    elif role == "assistant":
-        turns.append({"role": "assistant", "content": _converse_assistant_blocks(message, field)})
-    elif role == "tool":
-        turns.append({"role": "user", "content": [_converse_tool_result(message, field)]})
-    else:
-        raise TranslationError(f"{field}.role", f"{role!r} is not supported")
 
 
 def _text_block(text: str) -> list[JSON]:
@@ -305,3 +283,9 @@ class ConverseStreamToOpenAI:
         if payload.get("usage"):
             self._writer.set_usage(_openai_usage(payload["usage"]))
         return self._writer.usage_chunk()
+
+
+# How requests for this dialect write their turns (see _openai.split_turns).
+CONVERSE_TURNS = TurnBuilders(
+    _converse_user_blocks, _converse_assistant_blocks, _converse_tool_result
+)
