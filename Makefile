@@ -13,12 +13,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # xmlsec and lxml must come from their wheels: a source build of xmlsec breaks on libxml2.
 export PIP_ONLY_BINARY := xmlsec,lxml
 
-.PHONY: help install run test lint fmt constraints services chromium
+.PHONY: help install run test lint fmt audit constraints services chromium
 
 help:
 	@echo "make run    install, then serve the gateway embedded (SQLite, no external services)"
 	@echo "make test   install, start PostgreSQL and Redis, then lint, type-check and run all tests"
 	@echo "make lint   ruff check, ruff format --check and mypy"
+	@echo "make audit  pip-audit the pinned dependencies (AUDIT_STRICT=1: an unreachable service fails)"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make constraints   re-pin $(CONSTRAINTS) (new dependencies get pinned)"
 
@@ -42,6 +43,7 @@ test: install chromium services
 	echo "== ruff check";         $(BIN)/ruff check . || status=1; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || status=1; \
 	echo "== mypy";               $(BIN)/mypy . || status=1; \
+	echo "== pip-audit";          $(MAKE) --no-print-directory audit || status=1; \
 	echo "== pytest";             $(BIN)/pytest -n auto || status=1; \
 	exit $$status
 
@@ -55,6 +57,20 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# pip-audit lives in its own virtualenv (pinned in requirements/audit.txt) so its dependencies
+# never mix with the gateway's; it audits the pinned set in $(CONSTRAINTS), not the venv.
+AUDIT_VENV := $(VENV)/audit
+$(AUDIT_VENV)/.installed: requirements/audit.txt
+	[ -x $(AUDIT_VENV)/bin/python ] || python3 -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/python -m pip install -q -r requirements/audit.txt
+	touch $@
+
+audit: $(AUDIT_VENV)/.installed
+	@mkdir -p var
+	@$(AUDIT_VENV)/bin/pip-audit --disable-pip --no-deps -r $(CONSTRAINTS) -f json \
+		--progress-spinner off -o var/pip-audit.json 2>/dev/null || true
+	@$(AUDIT_VENV)/bin/python tools/audit_summary.py var/pip-audit.json
 
 # Re-pin from a throw-away virtualenv holding only the project, keeping existing pins (delete a
 # package's line first to upgrade it): stray packages in .venv never end up pinned.

@@ -213,6 +213,10 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1
 GATEWAY_REQUEST_TIMEOUT_SECONDS = env.float("GATEWAY_REQUEST_TIMEOUT_SECONDS", default=600.0)
 GATEWAY_RETRY_ATTEMPTS = env.int("GATEWAY_RETRY_ATTEMPTS", default=2)
 GATEWAY_REQUEST_LOGGING_MODE = env.str("GATEWAY_REQUEST_LOGGING_MODE", default="header_controlled")
+# Soak runs (bench/soak.py): each proxy worker writes <dir>/<pid>.json with its task, fd and
+# queued-log counts every GATEWAY_STATS_SECONDS. Empty: off.
+GATEWAY_STATS_DIR = env.str("GATEWAY_STATS_DIR", default="")
+GATEWAY_STATS_SECONDS = env.float("GATEWAY_STATS_SECONDS", default=5.0)
 # Secret stores and notifications: per-call timeouts; Slack webhook URL prefixes allowed
 # besides https://hooks.slack.com/ (e.g. a Slack-compatible relay).
 GATEWAY_SECRET_STORE_TIMEOUT_SECONDS = env.float("GATEWAY_SECRET_STORE_TIMEOUT_SECONDS", default=10)

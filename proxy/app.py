@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from providers.aws_sts import StsCache
-from proxy import db
+from proxy import db, stats
 from proxy.auth import AuthCache, watch
 from proxy.logwriter import LogWriter
 from proxy.routing import RoutingCache
@@ -67,6 +67,7 @@ class ProxyState:
         self.tasks = [
             asyncio.create_task(watch(self.auth, self.stop)),
             asyncio.create_task(self.logs.run(self.stop)),
+            asyncio.create_task(stats.report(self.logs.queue.qsize, self.stop)),
         ]
 
     async def shutdown(self) -> None:
