@@ -18,9 +18,18 @@ from accounts.models import (
     RoleBindingGrant,
     User,
 )
-from accounts.policy import Permission, PolicyDenied, Principal, holds_any, require_any
+from accounts.policy import (
+    RESOURCE_ROLE_PERMISSIONS,
+    Permission,
+    PolicyDenied,
+    Principal,
+    Resource,
+    holds_any,
+    require_any,
+)
 from gateway_project.crypto import keyed_digest
 from gateway_project.errors import ObjectNotFound, ValidationFailed
+from providers.models import Collaborator
 from providers.selectors import resource_grants_for
 from teams.models import EVERYONE, Team, TeamMembership
 
@@ -84,6 +93,45 @@ def principal_for_user(user: User) -> Principal:
         member_team_ids=member_ids | managed_ids,
         managed_team_ids=managed_ids,
     )
+
+
+@dataclass(frozen=True)
+class MembershipGrant:
+    """Permissions that belonging to a team hands over, and where they apply."""
+
+    permissions: frozenset[Permission]
+    team_id: int | None = None
+    resource: Resource | None = None
+    tenant_admin: bool = False
+
+
+def team_membership_grants(team: Team, role: str) -> list[MembershipGrant]:
+    """What joining `team` as `role` gives: its role bindings, its collaborator roles on
+    provider accounts and MCP servers, and for managers the Team Manager role on it.
+    """
+    grants = [
+        MembershipGrant(
+            _permissions(grant.role.permissions),
+            team_id=grant.team_id if grant.resource_type == Role.ResourceType.TEAM else None,
+            tenant_admin=grant.role.slug == TENANT_ADMIN,
+        )
+        for grant in RoleBindingGrant.objects.filter(binding__subjects__team=team)
+        .select_related("role")
+        .distinct()
+    ]
+    for account_id, server_id, role_id in Collaborator.objects.filter(team=team).values_list(
+        "provider_account_id", "mcp_server_id", "role_id"
+    ):
+        resource: Resource = (
+            ("provider-account", account_id) if account_id else ("mcp-server", server_id)
+        )
+        perms = RESOURCE_ROLE_PERMISSIONS.get(role_id, frozenset())
+        grants.append(MembershipGrant(frozenset(perms), resource=resource))
+    if role == TeamMembership.Role.MANAGER:
+        manager_role = Role.objects.filter(slug=TEAM_MANAGER).first()
+        perms = _permissions(manager_role.permissions) if manager_role else frozenset()
+        grants.append(MembershipGrant(perms, team_id=team.pk))
+    return grants
 
 
 def pat_authenticate(raw: str) -> PersonalAccessToken | None:

@@ -32,7 +32,15 @@ from accounts.models import (
     VirtualAccountPermission,
     VirtualAccountToken,
 )
-from accounts.policy import Permission, Principal, decide, require
+from accounts.policy import (
+    RESOURCE_ROLE_PERMISSIONS,
+    Permission,
+    PolicyDenied,
+    Principal,
+    Resource,
+    decide,
+    require,
+)
 from accounts.tokens import va_token_generate
 from gateway_project.crypto import keyed_digest
 from gateway_project.errors import Conflict, ObjectNotFound, ValidationFailed
@@ -77,6 +85,26 @@ def _model_ref(fqn: str) -> tuple[str, str]:
     return account, model
 
 
+# Reading a resource is allowed by its Read or its Manage permission (as the list selectors do).
+_READ_OR_MANAGE = {
+    Permission.PROVIDER_ACCOUNT_READ: Permission.PROVIDER_ACCOUNT_MANAGE,
+    Permission.MCP_SERVER_READ: Permission.MCP_SERVER_MANAGE,
+}
+
+
+def _holds_role_on(actor: Principal, role_id: str, resource: Resource) -> bool:
+    """True when the actor holds every permission `role_id` gives on `resource`.
+
+    A grant may not exceed its grantor (issue #10): `provider-account-access` gives Read as
+    well as Use, so Use alone does not let one grant it.
+    """
+    for permission in RESOURCE_ROLE_PERMISSIONS[role_id]:
+        alternatives = (permission, _READ_OR_MANAGE.get(permission, permission))
+        if not any(decide(actor, p, resource=resource).allowed for p in alternatives):
+            return False
+    return True
+
+
 def _resolve_permission(
     actor: Principal, spec: PermissionSpec, path: str
 ) -> VirtualAccountPermission:
@@ -92,11 +120,8 @@ def _resolve_permission(
     )
     if expected == "provider-account":
         account = ProviderAccount.objects.filter(name=_fqn_name(spec.resource_fqn)).first()
-        allowed = (
-            account is not None
-            and decide(
-                actor, Permission.PROVIDER_ACCOUNT_USE, resource=("provider-account", account.pk)
-            ).allowed
+        allowed = account is not None and _holds_role_on(
+            actor, spec.role_id, ("provider-account", account.pk)
         )
         row.provider_account = account
     elif expected == "provider-integration":
@@ -111,9 +136,8 @@ def _resolve_permission(
         row.provider_model = model
     else:
         server = McpServer.objects.filter(name=_fqn_name(spec.resource_fqn)).first()
-        allowed = (
-            server is not None
-            and decide(actor, Permission.MCP_SERVER_USE, resource=("mcp-server", server.pk)).allowed
+        allowed = server is not None and _holds_role_on(
+            actor, spec.role_id, ("mcp-server", server.pk)
         )
         row.mcp_server = server
     if not allowed:
@@ -130,6 +154,22 @@ def _resolve_permissions(
     if not specs:
         raise ValidationFailed.field("permissions", "a virtual account needs at least one")
     return [_resolve_permission(actor, s, f"permissions[{i}]") for i, s in enumerate(specs)]
+
+
+def _require_holds_grants(actor: Principal, account: VirtualAccount) -> None:
+    """Only one who could grant all of the account's access may obtain its token.
+
+    A token carries the account's access: handing it to a team manager who lacks some of it
+    would be an escalation (issue #10), whoever created the account.
+    """
+    for index, perm in enumerate(account.permissions.all()):
+        spec = PermissionSpec(perm.role_id, perm.resource_type, perm.resource_fqn)
+        try:
+            _resolve_permission(actor, spec, f"permissions[{index}]")
+        except ValidationFailed as exc:
+            raise PolicyDenied(
+                Permission.VIRTUAL_ACCOUNT_MANAGE, f"does not hold {perm.resource_fqn}"
+            ) from exc
 
 
 # --- snapshot and validation -----------------------------------------------------------------
@@ -306,7 +346,8 @@ def va_create(
 def _after_commit_sync(account_id: int) -> None:
     from accounts.tasks import secret_store_sync_task
 
-    transaction.on_commit(lambda: secret_store_sync_task.delay(account_id))
+    # robust: with the broker down the account shows sync "Pending" (Sync retries it).
+    transaction.on_commit(lambda: secret_store_sync_task.delay(account_id), robust=True)
 
 
 @transaction.atomic
@@ -417,6 +458,7 @@ def va_token_regenerate(
     """Regenerate now: the new token works at once; the old one for the grace period (0 = now)."""
     account = VirtualAccount.objects.select_for_update().get(pk=account.pk)
     require(actor, Permission.VIRTUAL_ACCOUNT_MANAGE, team_id=account.owner_team_id)
+    _require_holds_grants(actor, account)
     grace = account.grace_period_days if grace_period_days is None else grace_period_days
     if grace < 0 or grace > 365:
         raise ValidationFailed.field("grace_period_days", "0-365 days")
@@ -440,7 +482,11 @@ def va_token_regenerate(
         _after_commit_sync(account.pk)
     from accounts.tasks import va_notify_task
 
-    transaction.on_commit(lambda: va_notify_task.delay(account.pk, "rotated", secret.pk))
+    # robust: the token is already regenerated; a broker outage (the task cannot be queued)
+    # must not turn the answer carrying the new token into a 500. The notice is logged as lost.
+    transaction.on_commit(
+        lambda: va_notify_task.delay(account.pk, "rotated", secret.pk), robust=True
+    )
     return token, raw
 
 
@@ -448,6 +494,7 @@ def va_token_regenerate(
 def va_token_reveal(*, actor: Principal, account: VirtualAccount) -> str:
     """ "Get token": the current token's raw value, once, if it was never delivered."""
     require(actor, Permission.VIRTUAL_ACCOUNT_MANAGE, team_id=account.owner_team_id)
+    _require_holds_grants(actor, account)
     secret = (
         TokenSecret.objects.select_for_update()
         .filter(token__account=account, state=TokenSecret.State.CURRENT)

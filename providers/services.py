@@ -11,7 +11,15 @@ from typing import Any
 from django.db import transaction
 
 from accounts.audit import audit_record
-from accounts.policy import Permission, Principal, require
+from accounts.policy import (
+    RESOURCE_ROLE_PERMISSIONS,
+    Permission,
+    PolicyDenied,
+    Principal,
+    Resource,
+    decide,
+    require,
+)
 from accounts.subjects import subject_parse, subject_resolve
 from gateway_project.errors import Conflict, ValidationFailed
 from providers.kinds import KINDS, SECRET_AUTH_FIELDS
@@ -134,6 +142,34 @@ def _collaborator_rows(
     return rows
 
 
+# Reading a resource is allowed by its Read or its Manage permission (as the list selectors do).
+_READ_OR_MANAGE = {
+    Permission.PROVIDER_ACCOUNT_READ: Permission.PROVIDER_ACCOUNT_MANAGE,
+    Permission.MCP_SERVER_READ: Permission.MCP_SERVER_MANAGE,
+}
+
+
+def _require_may_grant(
+    actor: Principal,
+    resource: Resource,
+    current: Sequence[Collaborator],
+    rows: Sequence[Collaborator],
+) -> None:
+    """New collaborator roles give no more than the actor holds on the resource (issue #10).
+
+    Managing an account (even tenant-wide) is not using it: a manager without Use cannot make
+    anyone, themselves included, a collaborator who may call its models.
+    """
+    existing = {(c.user_id, c.team_id, c.role_id) for c in current}
+    for row in rows:
+        if (row.user_id, row.team_id, row.role_id) in existing:
+            continue
+        for permission in RESOURCE_ROLE_PERMISSIONS.get(row.role_id, frozenset()):
+            alternatives = (permission, _READ_OR_MANAGE.get(permission, permission))
+            if not any(decide(actor, p, resource=resource).allowed for p in alternatives):
+                raise PolicyDenied(permission, f"cannot grant {row.role_id} on {resource}")
+
+
 def _models_replace(account: ProviderAccount, specs: Sequence[ModelSpec]) -> None:
     current = {m.name: m for m in account.models.all()}
     for spec in specs:
@@ -254,6 +290,7 @@ def provider_account_update(
         _models_replace(account, models)
     if collaborators is not None:
         rows = _collaborator_rows(collaborators, PROVIDER_ROLES)
+        _require_may_grant(actor, resource, list(account.collaborators.all()), rows)
         account.collaborators.all().delete()
         for row in rows:
             row.provider_account = account
@@ -346,7 +383,9 @@ def mcp_server_put(
         server = McpServer(name=spec.name, created_via=created_via)
         before = None
     else:
-        require(actor, Permission.MCP_SERVER_MANAGE, resource=("mcp-server", server.pk))
+        resource: Resource = ("mcp-server", server.pk)
+        require(actor, Permission.MCP_SERVER_MANAGE, resource=resource)
+        _require_may_grant(actor, resource, list(server.collaborators.all()), rows)
         before = mcp_server_snapshot(server)
     secret_changed = False
     server.description = spec.description.strip()

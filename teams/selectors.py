@@ -21,6 +21,10 @@ def team_list(principal: Principal, *, search: str = "", ordering: str = "name")
         manager_count=Count("memberships", filter=Q(memberships__role="manager"), distinct=True),
     )
     if not team_sees_all(principal):
+        if principal.kind != "user":
+            # A virtual account is owned by its team, not a member of it: its token calls
+            # models and reads its own data, never the team's roster (issue #10).
+            return qs.none()
         mine = principal.member_team_ids | principal.managed_team_ids
         qs = qs.filter(Q(pk__in=mine) | Q(name=EVERYONE))
     if search:

@@ -10,7 +10,15 @@ from django.db import transaction
 
 from accounts.audit import audit_record
 from accounts.models import User
-from accounts.policy import Permission, PolicyDenied, Principal, require
+from accounts.policy import (
+    Permission,
+    PolicyDenied,
+    Principal,
+    can_administer_admins,
+    decide,
+    require,
+)
+from accounts.selectors import team_membership_grants
 from gateway_project.errors import Conflict, ValidationFailed
 from teams.models import EVERYONE, TEAM_NAME_PATTERN, Team, TeamMembership
 
@@ -68,10 +76,28 @@ def _require_membership_change(actor: Principal, team: Team, user: User, role: s
         require(actor, Permission.TEAM_MANAGE)  # tenant-wide only: managers are appointed
         return
     require(actor, Permission.TEAM_MANAGE, team_id=team.pk)
-    is_self = actor.kind == "user" and actor.id == user.pk
-    if is_self and not actor.holds(Permission.TEAM_MANAGE):
-        # Joining a team would hand the actor the team's grants: that is escalation.
-        raise PolicyDenied(Permission.TEAM_MANAGE, "managers cannot add themselves as members")
+
+
+def _require_may_hand_over(actor: Principal, team: Team, user: User, role: str) -> None:
+    """Adding someone to a team hands them its grants (and its data): no escalation (#10).
+
+    Nobody but a tenant admin adds themselves (a team's data comes with it), and the actor
+    must hold every permission the membership gives, where it gives it.
+    """
+    if actor.kind == "system" or actor.is_tenant_admin:
+        return
+    if actor.kind == "user" and actor.id == user.pk:
+        raise PolicyDenied(Permission.TEAM_MANAGE, "only tenant admins add themselves to teams")
+    for grant in team_membership_grants(team, role):
+        if grant.tenant_admin and not can_administer_admins(actor):
+            raise PolicyDenied(Permission.TENANT_ASSIGN_ROLE, "the team holds tenant-admin")
+        missing = [
+            p
+            for p in grant.permissions
+            if not decide(actor, p, team_id=grant.team_id, resource=grant.resource).allowed
+        ]
+        if missing:
+            raise PolicyDenied(Permission.TENANT_ASSIGN_ROLE, f"the team grants {sorted(missing)}")
 
 
 @transaction.atomic
@@ -144,6 +170,10 @@ def team_delete(*, actor: Principal, team: Team) -> None:
     require(actor, Permission.TEAM_DELETE)
     if team.is_everyone:
         raise Conflict("the 'everyone' team cannot be deleted")
+    owned = sorted(team.virtual_accounts.values_list("name", flat=True))
+    if owned:
+        # The accounts' owner is protected: without this the delete failed with a 500.
+        raise Conflict(f"team '{team.name}' owns virtual accounts: {', '.join(owned)}")
     audit_record(actor=actor, action="team.deleted", target=team, before=team_snapshot(team))
     team.delete()
 
@@ -155,6 +185,8 @@ def team_membership_add(*, actor: Principal, team: Team, user: User, role: str =
         raise ValidationFailed.field("role", "must be 'member' or 'manager'")
     _require_membership_change(actor, team, user, role)
     _guard_editable_membership(team)
+    if not TeamMembership.objects.filter(team=team, user=user, role=role).exists():
+        _require_may_hand_over(actor, team, user, role)
     _, created = TeamMembership.objects.get_or_create(team=team, user=user, role=role)
     if created:
         audit_record(
