@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from gateway_project.fields import EncryptedTextField
+from gateway_project.fields import EncryptedJSONField, EncryptedTextField
 
 CREATED_VIA_CHOICES = [
     ("console", "Console"),
@@ -328,7 +328,7 @@ class VirtualAccount(models.Model):
     auto_rotate_interval_days = models.PositiveIntegerField(null=True, blank=True)
     grace_period_days = models.PositiveIntegerField(default=30)
     rotation_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    notification_target = models.JSONField(null=True, blank=True)
+    notification_target = EncryptedJSONField(null=True, blank=True)  # webhook secrets inside
     secret_store = models.ForeignKey(
         SecretStore, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts"
     )

@@ -21,6 +21,11 @@ body (`sent_at`), so a replayed delivery cannot be made to look fresh.
 Messages carry names, dates, the token's visible prefix and a console link, never a token:
 only the context keys below are used, and anything shaped like a gateway token is redacted.
 
+Webhook hosts (SSRF): a Slack or generic webhook URL may not point at loopback, link-local
+(cloud metadata), private or other non-public addresses, in any spelling, unless
+GATEWAY_WEBHOOK_ALLOWLIST has a pattern for its host or address. Checked when the target is
+saved and again before every delivery (DNS can change); redirects are never followed.
+
 Errors: `NotificationError` is transient (timeouts, connection failures, 5xx, 408, 429) and
 the caller retries; `NotificationRejected` is permanent (other 4xx, refused recipients, an
 invalid target) and retrying cannot help.
@@ -53,6 +58,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from providers.upstream import non_public_reason
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +120,26 @@ def _slack_prefixes() -> tuple[str, ...]:
     return (SLACK_WEBHOOK_PREFIX, *extra)
 
 
+def webhook_host_problem(url: str, *, strict: bool) -> str:
+    """Why the gateway must not POST to `url` (see "Webhook hosts" above), or ""."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "must be an http:// or https:// URL"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "must be an http:// or https:// URL"
+    patterns: list[str] = settings.GATEWAY_WEBHOOK_ALLOWLIST
+    reason = non_public_reason(parsed.host, patterns, strict=strict)
+    return f"{reason} (see GATEWAY_WEBHOOK_ALLOWLIST)" if reason else ""
+
+
+def _webhook_url(value: str) -> str:
+    problem = webhook_host_problem(value, strict=False)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class SlackWebhookTarget(_Target):
     type: Literal["slack-webhook"]
     webhook_url: str = Field(min_length=1, max_length=500)
@@ -122,7 +149,7 @@ class SlackWebhookTarget(_Target):
     def _slack(cls, value: str) -> str:
         if not value.startswith(_slack_prefixes()):
             raise ValueError(f"must be a Slack incoming-webhook URL ({SLACK_WEBHOOK_PREFIX}...)")
-        return value
+        return _webhook_url(value)
 
 
 class WebhookTarget(_Target):
@@ -133,10 +160,7 @@ class WebhookTarget(_Target):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
-        parsed = httpx.URL(value)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return _webhook_url(value)
 
 
 NotificationTarget = Annotated[
@@ -250,6 +274,11 @@ def _send_email(target: EmailTarget, subject: str, text: str) -> None:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], what: str) -> None:
+    problem = webhook_host_problem(url, strict=True)
+    if "does not resolve" in problem:
+        raise NotificationError(f"{what}: {problem}")
+    if problem:
+        raise NotificationRejected(f"{what}: {problem}")
     try:
         with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
             response = client.post(

@@ -82,6 +82,8 @@ def parse_yaml(text: str, source: str = "<input>") -> list[Document]:
     """Every non-empty document of a YAML stream."""
     try:
         loaded = list(yaml.safe_load_all(text))
+    except RecursionError as exc:
+        raise ManifestError([Problem(source, "", "invalid YAML: nested too deeply")]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -16,6 +16,7 @@ from providers.aws_sts import StsError, assume_role
 from providers.kinds import KINDS
 from providers.models import ProviderAccount
 from providers.services import secret_values
+from providers.upstream import allowed_host
 
 logger = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -74,6 +75,9 @@ def provider_connection_test(account: ProviderAccount) -> ConnectionResult:
         return ConnectionResult(False, "credentials are incomplete")
     except StsError as exc:
         return ConnectionResult(False, str(exc))
+    if not allowed_host(request.url.host):
+        # The allowlist holds at call time too, as for model calls (proxy.routing).
+        return ConnectionResult(False, "the provider's host is not in GATEWAY_UPSTREAM_ALLOWLIST")
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
             response = client.send(request)

@@ -118,6 +118,65 @@ def bearer_token(scope: Scope) -> str:
     return header(scope, b"x-api-key").strip()
 
 
+# Far above what clients send (browsers ~2 KiB, SDKs less); refused before any parsing.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 200
+_REFUSED_HEADERS = {
+    "error": {"message": "Request headers are too large.", "type": "invalid_request_error"}
+}
+_REFUSED_BODY = {
+    "error": {"message": "Request body is too large.", "type": "invalid_request_error"}
+}
+
+
+def headers_too_large(scope: Scope) -> bool:
+    """More than MAX_HEADERS headers or MAX_HEADER_BYTES of them (431, RFC 6585 §5)."""
+    headers = scope["headers"]
+    if len(headers) > MAX_HEADERS:
+        return True
+    return sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES
+
+
+async def django_with_body_limit(
+    django_app: Any, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Django with bodies bounded by DATA_UPLOAD_MAX_MEMORY_SIZE while they arrive: 413.
+
+    Why: Django's ASGI handler spools the whole body (to disk past 2.5 MB) before it looks at
+    the limit, and waits for all the bytes a Content-Length announces; an announced or
+    streamed (chunked) body past the limit is answered here instead, at once.
+    """
+    from django.conf import settings
+
+    limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is None:
+        await django_app(scope, receive, send)
+        return
+    declared = header(scope, b"content-length")
+    if declared.isdigit() and int(declared) > limit:
+        await send_json(send, 413, _REFUSED_BODY, [(b"connection", b"close")])
+        return
+    received, too_large, started = 0, False, False
+
+    async def bounded_receive() -> Message:
+        nonlocal received, too_large
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            too_large = True
+            return {"type": "http.disconnect"}  # Django stops reading and answers nothing
+        return message
+
+    async def tracked_send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    await django_app(scope, bounded_receive, tracked_send)
+    if too_large and not started:
+        await send_json(send, 413, _REFUSED_BODY, [(b"connection", b"close")])
+
+
 ROUTES: dict[str, Handler] = {}  # path prefix -> handler, filled by the proxy modules
 
 
@@ -153,9 +212,15 @@ class GatewayApplication:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        if scope["type"] == "http" and headers_too_large(scope):
+            await send_json(send, 431, _REFUSED_HEADERS)
+            return
         handler = self._handler_for(scope.get("path", "")) if scope["type"] == "http" else None
         if handler is None:
-            await self.django_app(scope, receive, send)
+            if scope["type"] == "http":
+                await django_with_body_limit(self.django_app, scope, receive, send)
+            else:
+                await self.django_app(scope, receive, send)
             return
         await self.state.start()
         await handler(self.state, scope, receive, send)

@@ -140,6 +140,12 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+def declared_length(scope: Scope) -> int:
+    """The request's Content-Length, or 0 when absent (chunked) or unreadable."""
+    raw = header(scope, b"content-length")
+    return int(raw) if raw.isdigit() else 0
+
+
 def parse_metadata(scope: Scope) -> dict[str, str]:
     """`x-gateway-metadata` (or `x-tfy-metadata`): a JSON object of short string values."""
     raw = header(scope, b"x-gateway-metadata") or header(scope, b"x-tfy-metadata")
@@ -281,7 +287,11 @@ async def model_call(
     dialect: Dialect,
 ) -> tuple[int, str]:
     """Authenticate, authorise, plan, call, answer. Returns (status, error type) for the log."""
-    body = await read_body(receive, int(settings.GATEWAY_MAX_BODY_BYTES))
+    limit = int(settings.GATEWAY_MAX_BODY_BYTES)
+    if declared_length(scope) > limit:
+        # Refused before reading: a client announcing too much waits for nothing.
+        raise ProxyError(413, f"Request body is larger than {limit} bytes.", code="body_too_large")
+    body = await read_body(receive, limit)
     grant = await authenticate(state, scope)
     routing = await state.routing.get(state.auth.version)
     describe_caller(record, grant, routing.team_names)
@@ -291,7 +301,7 @@ async def model_call(
     record.values["metadata"] = parse_metadata(scope)
     try:
         payload = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the C stack limit
         raise bad_request("The request body is not valid JSON.") from exc
     if not isinstance(payload, dict):
         raise bad_request("The request body must be a JSON object.")
@@ -322,10 +332,10 @@ async def model_call(
         state.http, plan.call, deadline=deadline_from(scope), policy=policy
     )
     try:
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:
             raise await plans.upstream_error(response, target)
         if plan.stream:
-            await stream_out(plan, response, target, record, receive, send)
+            await stream_out(plan, response, target, record, receive, send, dialect)
         else:
             await respond_once(plan, response, target, record, send)
     finally:
@@ -391,31 +401,44 @@ async def stream_out(
     record: CallRecord,
     receive: Receive,
     send: Send,
+    dialect: Dialect,
 ) -> None:
-    """Pump converted chunks to the caller; stop at once (closing the upstream) on disconnect."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"),
-            ],
-        }
-    )
+    """Pump converted chunks to the caller; stop at once (closing the upstream) on disconnect.
+
+    The caller's 200 goes out with the first converted bytes, not before: a provider that times
+    out or breaks off before it produced anything is still answered with a proper error status
+    in the caller's dialect. Once bytes have gone out, a failure ends the stream with the
+    dialect's in-stream error event (never a clean-looking end), and is never retried.
+    """
     converter = plan.stream_converter()
     logged: list[bytes] = []
     logged_size = 0
+    started = False
+
+    async def start() -> None:
+        nonlocal started
+        started = True
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
 
     async def pump() -> None:
         nonlocal logged_size
-        async for piece in _converted(response, converter):
-            record.first_byte()
-            if record.log_bodies and logged_size < BODY_LOG_LIMIT:
-                logged.append(piece)
-                logged_size += len(piece)
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        try:
+            async for piece in _converted(response, converter):
+                record.first_byte()
+                if not started:
+                    await start()
+                if record.log_bodies and logged_size < BODY_LOG_LIMIT:
+                    logged.append(piece)
+                    logged_size += len(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except ProxyError as error:
+            if not started:
+                raise  # nothing sent yet: answered as a normal error response
+            record.values["error_type"] = error.code or "upstream_error"
+            event = stream_error_event(dialect, error)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        if not started:
+            await start()
         await send({"type": "http.response.body", "body": b""})
 
     async def disconnected() -> None:
@@ -426,13 +449,15 @@ async def stream_out(
     watch_task = asyncio.create_task(disconnected())
     try:
         done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-        if watch_task in done:
+        if pump_task in done:
+            # Checked first: a caller that hangs up right after the last byte (both tasks done
+            # in one wake-up) got the whole stream, and a provider failure keeps its own flag.
+            pump_task.result()
+        else:
             pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump_task
             record.values["error_type"] = "client_disconnected"
-        else:
-            pump_task.result()
     finally:
         watch_task.cancel()
         record_usage(record, target, converter.usage())
@@ -442,17 +467,38 @@ async def stream_out(
             )
 
 
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def stream_error_event(dialect: Dialect, error: ProxyError) -> bytes:
+    """The dialect's in-stream error: Anthropic's `error` event, OpenAI's `data: {"error"}`."""
+    body = json.dumps(error_body(dialect, error), separators=(",", ":")).encode()
+    if dialect == "anthropic":
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"
+
+
 async def _converted(
     response: httpx.Response, converter: plans.StreamConverter
 ) -> AsyncIterator[bytes]:
+    """Converted pieces, then the converter's tail; a provider failure is a ProxyError."""
     try:
         async for chunk in response.aiter_raw():
             out = converter.feed(chunk)
             if out:
                 yield out
-    except httpx.TransportError:
-        # The provider broke off mid-stream: close the caller's stream cleanly, as an error.
+    except httpx.TimeoutException as exc:
         converter.failed = True
+        raise ProxyError(504, "The provider did not answer in time.", code="timeout") from exc
+    except httpx.TransportError as exc:
+        converter.failed = True
+        raise ProxyError(
+            502, "The provider connection broke off mid-stream.", code="upstream_error"
+        ) from exc
     tail = converter.finish()
     if tail:
         yield tail

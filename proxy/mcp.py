@@ -682,7 +682,7 @@ def _parse(body: bytes) -> tuple[dict[str, Any] | None, tuple[int, dict[str, Any
     """(message, None), or (None, (status, JSON-RPC error)) for bodies the relay refuses."""
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the C stack limit
         return None, (400, rpc_error(None, PARSE_ERROR, "the body is not valid JSON"))
     if isinstance(message, list):
         # JSON-RPC batches were dropped in MCP 2025-06-18; refusing them keeps a disabled tool

@@ -211,9 +211,13 @@ class ChunksToOpenAI(StreamConverter):
         return b"".join(out)
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._emit(
-            [c for name, data in self.events(chunk) for c in self.converter.feed(name, data)]
-        )
+        events = self.events(chunk)
+        for name, data in events:
+            if name == "message_start":
+                # Anthropic counts the prompt up front: known even if the stream is cut short.
+                usage = (data.get("message") or {}).get("usage") or {}
+                self.input_tokens = int(usage.get("input_tokens", 0) or 0)
+        return self._emit([c for name, data in events for c in self.converter.feed(name, data)])
 
     def finish(self) -> bytes:
         return self._emit(self.converter.finish()) + OPENAI_DONE
@@ -444,6 +448,15 @@ async def upstream_error(response: httpx.Response, target: Target) -> ProxyError
     except httpx.HTTPError:
         raw = b""
     status = response.status_code
+    if status < 400:
+        # A redirect (or any other non-2xx answer) is never followed nor passed on: following
+        # it would send the key to wherever `Location` points, passing it on would hand the
+        # caller a body the gateway cannot vouch for.
+        return ProxyError(
+            502,
+            f"The provider answered HTTP {status}; the gateway does not follow redirects.",
+            code="upstream_error",
+        )
     if status in (401, 403):
         # The provider refused the gateway's key: that is our fault, not the caller's.
         return ProxyError(

@@ -417,7 +417,7 @@ def load_json(body: bytes) -> Any:
     """The JSON body, or 400 invalidSyntax."""
     try:
         return json.loads(body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", "invalidSyntax") from exc
 
 
@@ -564,13 +564,24 @@ class Path:
 
 
 _NAME = re.compile(r"^\$?[A-Za-z][\w$-]*")
+# IdPs send short filters (`userName eq "..."`); a bound keeps parsing and the error echo small.
+MAX_FILTER_LENGTH = 4096
 
 
 def parse_filter(text: str, scim_type: str = "invalidFilter") -> Any:
-    """The AST of a SCIM filter, or 400 invalidFilter."""
+    """The AST of a SCIM filter, or 400 invalidFilter (also when too long or too deep)."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise bad_request(f"the filter is longer than {MAX_FILTER_LENGTH} characters", scim_type)
     try:
         tree = SCIMParser().parse(SCIMLexer().tokenize(text))
-    except (SCIMParserError, ValueError, TypeError, IndexError, AttributeError) as exc:
+    except (
+        SCIMParserError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        RecursionError,
+    ) as exc:
         raise bad_request(f"invalid filter: {text!r}", scim_type) from exc
     if tree is None:
         raise bad_request(f"invalid filter: {text!r}", scim_type)
@@ -1194,12 +1205,12 @@ class FilterMap:
     def q(self, text: str) -> Q:
         """The Q for a filter; 400 invalidFilter for bad syntax or unknown attributes."""
         tree = parse_filter(text)
-        self._check(tree, None)
         try:
+            self._check(tree, None)
             result = _QTranspiler(self.paths, self.fields).transpile(tree)
         except ScimError:
             raise
-        except (ValueError, TypeError, NotImplementedError, AttributeError) as exc:
+        except (ValueError, TypeError, NotImplementedError, AttributeError, RecursionError) as exc:
             raise bad_request(f"invalid filter: {text!r}", "invalidFilter") from exc
         if not isinstance(result, Q):
             raise bad_request(f"invalid filter: {text!r}", "invalidFilter")

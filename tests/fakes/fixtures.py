@@ -104,7 +104,8 @@ class FakeProvider:
         return f"{self.server.url}/v1"
 
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
-        """Recorded requests (method, path, raw_path, query, headers, body), oldest first;
+        """Recorded requests (method, path, raw_path, query, headers, body, received_at: the
+        wall-clock time.time() it arrived), oldest first;
         only those whose path contains `path` when given."""
         recorded = self.app.requests()
         return recorded if path is None else [r for r in recorded if path in r["path"]]

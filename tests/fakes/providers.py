@@ -27,10 +27,14 @@ use the last two):
     hang                never answer (until the client leaves)
     chunks              content chunks in a stream
     chunk-delay-ms      sleep between stream events
+    first-byte-delay-ms in a stream, sleep after the headers before the first event (a slow
+                        first byte; `latency-ms` delays the headers too)
     reset               close the connection abruptly (TCP RST): `0` or `true` before any
                         byte; N >= 1 after N stream events (a non-stream answer: after its
                         headers and half its body)
     stream-error-after  after N stream events send the provider's in-stream error and stop
+    location            answer `status` (default 302) with this `Location` and a JSON body
+                        that would pass for a success: proxies must not follow or pass it
 
 Control endpoints (never recorded): `GET|DELETE /_fake/requests`, `GET /_fake/stats`,
 `GET|POST /_fake/config`, `POST|DELETE /_fake/faults`, `POST /_fake/reset`.
@@ -113,8 +117,10 @@ class Knobs:
     hang: bool = False
     chunks: int = 3
     chunk_delay_ms: float = 0.0
+    first_byte_delay_ms: float = 0.0
     reset: int = -1  # -1: no reset; 0: before any byte; N: after N stream events
     stream_error_after: int = -1  # -1: no in-stream error
+    location: str = ""  # "": no redirect
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply `{"latency_ms": 5, "chunks": "4", ...}` (keys with - or _); ValueError if bad."""
@@ -140,9 +146,9 @@ def _parse_knob(key: str, raw: Any) -> Any:
         if raw is False or text in {"false", "no", "off", ""}:
             return -1
         return int(text)
-    if key == "retry_after":
+    if key in ("retry_after", "location"):
         return str(raw)
-    if key in ("latency_ms", "chunk_delay_ms"):
+    if key in ("latency_ms", "chunk_delay_ms", "first_byte_delay_ms"):
         value = float(text)
         if value < 0:
             raise ValueError(f"{key} must be >= 0")
@@ -371,6 +377,7 @@ class FakeProviders:
             "query": call.query,
             "headers": call.headers,
             "body": body,
+            "received_at": time.time(),
         }
         with self._lock:
             self._requests.append(entry)
@@ -398,6 +405,11 @@ class FakeProviders:
         if problem is not None:
             status, text, code = problem
             await self._error(call, send, flavour, status, text, code)
+            return
+        if knobs.location:
+            location = (b"location", knobs.location.encode("latin-1"))
+            body = _dumps({"id": "redirected", "object": "chat.completion", "choices": []})
+            await _send(send, knobs.status or 302, body, [_JSON, location])
             return
         if knobs.status:
             await self._error(call, send, flavour, knobs.status, "fake error requested", "")
@@ -573,6 +585,9 @@ class FakeProviders:
         self.stats["streams_started"] += 1
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if knobs.first_byte_delay_ms:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stream.gone.wait(), knobs.first_byte_delay_ms / 1000)
             for sent, event in enumerate(events):
                 if sent == knobs.reset:
                     await _abort(send)

@@ -36,6 +36,10 @@ grant-flow), with the server's URL as the credential's `authority`:
 - `POST /{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`, `client_id`,
   `client_secret`, `scope` -> `{token_type, expires_in, access_token}`; an unknown client or a
   wrong secret -> 401 `invalid_client` (RFC 6749 §5.2).
+
+Faults, for every server here: `fail_next(Fault(times, status, body, headers, before_seconds,
+after_seconds))` answers the next `times` requests with that error, and/or holds them before
+they are handled or after (a write that lands but whose answer comes late).
 """
 
 from __future__ import annotations
@@ -84,6 +88,18 @@ class Recorded:
     authorized: bool
 
 
+@dataclass
+class Fault:
+    """How to spoil the next `times` requests (`FakeRestServer.fail_next`)."""
+
+    times: int
+    status: int = 0  # 0: answer normally (after the delays)
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    before_seconds: float = 0.0  # hold the request first (then answer `status`, if set)
+    after_seconds: float = 0.0  # handle it (a write lands), then hold the answer
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -95,12 +111,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         fake = self.server.fake
+        fault = fake.take_fault()
         try:
-            if fake.hang_seconds:
-                time.sleep(fake.hang_seconds)
+            if fake.hang_seconds or fault.before_seconds:
+                time.sleep(fake.hang_seconds or fault.before_seconds)
+            if fault.status:
+                raise HttpError(fault.status, fault.body, fault.headers)
             status, body, headers = fake.handle(method, self.path, dict(self.headers), raw)
         except HttpError as exc:
             status, body, headers = exc.status, exc.body, exc.headers
+        if fault.after_seconds:
+            time.sleep(fault.after_seconds)
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -133,6 +154,7 @@ class FakeRestServer(ABC):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.hang_seconds = 0.0
+        self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -141,6 +163,22 @@ class FakeRestServer(ABC):
     def url(self) -> str:
         assert self._server is not None
         return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail_next(self, fault: Fault) -> None:
+        """Spoil the next `fault.times` requests: an error answer, or a slow one."""
+        with self._lock:
+            self.faults.append(fault)
+
+    def take_fault(self) -> Fault:
+        """The fault for the request being handled (a harmless one when none is queued)."""
+        with self._lock:
+            if not self.faults:
+                return Fault(times=0)
+            fault = self.faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self.faults.pop(0)
+            return fault
 
     def _wrap(self, server: _Server) -> None:  # noqa: B027 - optional hook, plain HTTP by default
         """Hook for TLS: subclasses serving HTTPS wrap the listening socket here."""
