@@ -44,7 +44,7 @@ test: install chromium services
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || status=1; \
 	echo "== mypy";               $(BIN)/mypy . || status=1; \
 	echo "== pip-audit";          $(MAKE) --no-print-directory audit || status=1; \
-	echo "== pytest";             $(BIN)/pytest -n auto || status=1; \
+	echo "== pytest";             $(BIN)/pytest -n auto --dist loadgroup || status=1; \
 	exit $$status
 
 lint: install

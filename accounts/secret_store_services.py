@@ -163,7 +163,9 @@ def _resync_accounts(store: SecretStore) -> None:
     from accounts.tasks import secret_store_sync_task
 
     ids = list(store.accounts.values_list("pk", flat=True))
-    transaction.on_commit(lambda: [secret_store_sync_task.delay(pk) for pk in ids])
+    # robust: with the broker down the change stands and the accounts show "Pending" (the
+    # Sync button retries); the send failure is logged, not turned into an error answer.
+    transaction.on_commit(lambda: [secret_store_sync_task.delay(pk) for pk in ids], robust=True)
 
 
 @transaction.atomic

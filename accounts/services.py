@@ -118,7 +118,8 @@ def user_invite(
     if emailed:
         from accounts.tasks import invitation_send_task
 
-        transaction.on_commit(lambda: invitation_send_task.delay(user.pk, link))
+        # robust: with the broker down the invitation stands (Resend invite retries the mail).
+        transaction.on_commit(lambda: invitation_send_task.delay(user.pk, link), robust=True)
     return InviteResult(user=user, link=link, emailed=emailed)
 
 

@@ -183,7 +183,9 @@ def va_rotate_task(self: Task, account_id: int) -> str:  # type: ignore[type-arg
             target=account,
             after={"prefix": promoted.prefix, "grace_period_days": account.grace_period_days},
         )
-        transaction.on_commit(lambda: va_notify_task.delay(account_id, "rotated", promoted.pk))
+        transaction.on_commit(
+            lambda: va_notify_task.delay(account_id, "rotated", promoted.pk), robust=True
+        )
     return "rotated"
 
 

@@ -153,13 +153,25 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "fi
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),  # default: ./control, in the cwd
         "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis client waits forever by default: with Redis paused or half-open, every task
+    # sent on commit (token regenerate, invitations) hung its request, and with it Django's one
+    # thread for sync views, for good. Bounded instead: a send fails after ~2 attempts of 3 s.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 3, "socket_connect_timeout": 3}
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
     }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -174,6 +186,11 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ConsoleSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.PolicyPermission"],
+    "DEFAULT_PARSER_CLASSES": [
+        "gateway_project.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "gateway_project.api.Pagination",
     "PAGE_SIZE": 50,
@@ -222,6 +239,9 @@ GATEWAY_STATS_SECONDS = env.float("GATEWAY_STATS_SECONDS", default=5.0)
 GATEWAY_SECRET_STORE_TIMEOUT_SECONDS = env.float("GATEWAY_SECRET_STORE_TIMEOUT_SECONDS", default=10)
 GATEWAY_NOTIFY_TIMEOUT_SECONDS = env.float("GATEWAY_NOTIFY_TIMEOUT_SECONDS", default=10)
 GATEWAY_SLACK_WEBHOOK_PREFIXES = env.list("GATEWAY_SLACK_WEBHOOK_PREFIXES", default=[])
+# Hosts or addresses (fnmatch patterns) notification webhooks may reach although they are
+# loopback, link-local (metadata), private or otherwise non-public; empty allows none (SSRF).
+GATEWAY_WEBHOOK_ALLOWLIST = env.list("GATEWAY_WEBHOOK_ALLOWLIST", default=[])
 # STS endpoint override for assumed-role Bedrock accounts (default: the region's STS).
 GATEWAY_AWS_STS_ENDPOINT = env.str("GATEWAY_AWS_STS_ENDPOINT", default="")
 # Invitation links stay valid this long.

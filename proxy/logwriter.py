@@ -1,15 +1,18 @@
 """Request logs are written in batches off the request path, and never lost.
 
 Records go into an in-memory queue; a background task writes them with one bulk insert per
-batch. When the database refuses, the batch is appended to a spool file under the var
+batch. When the database refuses, or does not finish the write within `WRITE_TIMEOUT_SECONDS`
+(a locked table, a stuck server), the batch is appended to a spool file (fsynced) under the var
 directory and replayed when the database answers again (and at start-up). Shutdown flushes the
-queue. A `kill -9` loses at most the records still queued: one batch interval (0.2 s).
+queue. A `kill -9` loses at most the records answered in the last `KILL_LOSS_WINDOW_SECONDS`:
+those still queued or in the write being attempted (tests/faults/test_request_log_durability.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import json
 import logging
@@ -17,7 +20,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +41,13 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_ROWS_PER_STATEMENT = 256  # SQLite: rows per multi-row INSERT (a power of two)
 INTERVAL_SECONDS = 0.2
+# A write that waits longer is abandoned and the batch spooled: on disk, not in memory where a
+# `kill -9` would lose it. Without it a locked log table held every record in memory for as
+# long as the lock lasted (a minute's worth lost to a kill). PostgreSQL only; SQLite's
+# busy_timeout bounds its waits.
+WRITE_TIMEOUT_SECONDS = 1.0
+# One interval, plus the write being attempted and the one whose records queued meanwhile.
+KILL_LOSS_WINDOW_SECONDS = INTERVAL_SECONDS + 2 * WRITE_TIMEOUT_SECONDS
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
@@ -62,11 +72,26 @@ def _insert(batch: list[tuple[str, dict[str, Any]]]) -> None:
     count a request twice.
     """
     with transaction.atomic():
+        _bound_write_time()
         known = _stored_ids(batch)
         fresh = [(k, r) for k, r in batch if str(r["id"]) not in known]
         _REQUESTS.insert([r for k, r in fresh if k == "request"])
         _MCP_CALLS.insert([r for k, r in fresh if k == "mcp"])
         rollups.upsert(rollups.fold(fresh).values())
+
+
+def _bound_write_time() -> None:
+    """Make this transaction give up (a DatabaseError) after WRITE_TIMEOUT_SECONDS."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return
+    timeout = f"{int(WRITE_TIMEOUT_SECONDS * 1000)}ms"
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true), "
+            "set_config('statement_timeout', %s, true)",
+            [timeout, timeout],
+        )
 
 
 class _RowInserter:
@@ -207,6 +232,25 @@ def _stored_ids(batch: list[tuple[str, dict[str, Any]]]) -> set[str]:
     return found
 
 
+@contextlib.contextmanager
+def _spool_lock(spool_dir: Path) -> Iterator[bool]:
+    """Try to hold the spool dir's replay lock (flock): yields whether this process has it.
+
+    The lock file lives beside the spool dir, not in it: never deleted (that would race), and
+    the spool dir stays empty once replayed.
+    """
+    with spool_dir.with_name(f"{spool_dir.name}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class LogWriter:
     """Queue -> batches -> database, with a local spool for database outages."""
 
@@ -252,15 +296,24 @@ class LogWriter:
         partial.replace(path)
 
     def _replay(self) -> int:
-        """Insert spooled files, oldest first; delete each once written. Returns records done."""
+        """Insert spooled files, oldest first; delete each once written. Returns records done.
+
+        Processes sharing a var dir (`--workers N`) take turns, under a lock on the spool dir.
+        Without it two could replay one file at once (folding it into the rollups twice), and
+        the one that then found the file gone raised, which ended its process's writer task:
+        every later record of that process was lost (tests/faults: shared var dir).
+        """
         done = 0
         if not self.spool_dir.is_dir():
             return 0
-        for path in sorted(self.spool_dir.glob("logs-*.jsonl")):
-            lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
-            self._insert([(x["kind"], _revive(x["record"])) for x in lines])
-            path.unlink()
-            done += len(lines)
+        with _spool_lock(self.spool_dir) as mine:
+            if not mine:
+                return 0  # another process is replaying this spool right now
+            for path in sorted(self.spool_dir.glob("logs-*.jsonl")):
+                lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
+                self._insert([(x["kind"], _revive(x["record"])) for x in lines])
+                path.unlink()
+                done += len(lines)
         return done
 
     async def replay_spool(self) -> None:
@@ -268,6 +321,9 @@ class LogWriter:
         try:
             count = await db.run(self._replay)
         except DatabaseError:
+            return
+        except (OSError, ValueError, KeyError):  # a damaged spool must not stop the writer
+            logger.exception("request logs: spool replay failed; retrying later")
             return
         if count:
             logger.info("request logs: replayed %d spooled record(s)", count)

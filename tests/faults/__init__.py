@@ -1,0 +1,1 @@
+"""Process-level fault tests: real gateway processes, private PostgreSQL and Redis."""
