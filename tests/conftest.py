@@ -38,6 +38,7 @@ SEED_MIGRATIONS = [
     ("accounts.migrations.0003_builtin_roles", "create_roles"),
     ("teams.migrations.0002_everyone", "create_everyone"),
     ("accounts.migrations.0004_config_version", "create_row"),
+    ("dataaccess.migrations.0002_default_rules", "create_defaults"),
 ]
 
 
