@@ -4,7 +4,10 @@
 Starts the fake provider and `gateway serve --no-worker` (as bench/proxy_bench.py does, on a
 PostgreSQL database by default), then sends requests at a fixed rate (open loop: the schedule
 does not wait for answers), alternating streaming and non-streaming chat completions, for
-`--minutes`. Every `--sample-seconds` it records, for the gateway's serving processes: RSS,
+`--minutes`, from a fixed pool of keep-alive client connections on threads (latency counts
+from each call's scheduled time; past a backlog of MAX_BACKLOG waiting calls new ones are shed
+and counted, so a stalled gateway shows up instead of stalling the generator). Every
+`--sample-seconds` it records, for the gateway's serving processes: RSS,
 open file descriptors and asyncio tasks (from the GATEWAY_STATS_DIR files the workers write,
 see proxy/stats.py), the database's connections from the gateway (pg_stat_activity), queued
 log records, and the window's request count, errors and latency percentiles. It prints the
@@ -20,20 +23,22 @@ Only loopback addresses are used; it stops by itself and stops every process it 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import http.client
 import json
 import os
+import queue
 import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,19 +47,31 @@ import proxy_bench as pb
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/gateway_soak"
 # Allowed growth from the early to the late part of the run, per resource.
 TOLERANCE = {"rss_mib": 0.10, "fds": 0.10, "tasks": 0.10, "db_connections": 0.0}
+MAX_BACKLOG = 1000  # scheduled calls waiting for a free client connection, at most
+HOST = pb.HOST
 SLACK = {"rss_mib": 8.0, "fds": 4.0, "tasks": 4.0, "db_connections": 1.0}
 
 
 @dataclass
 class Window:
-    """Outcomes since the last sample."""
+    """Outcomes since the last sample (written by the client threads, under `lock`)."""
 
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    shed: int = 0  # calls never sent: the backlog was full (the gateway fell behind)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self) -> Window:
-        taken = Window(self.latencies_ms, self.errors)
-        self.latencies_ms, self.errors = [], 0
+    def add(self, latency_ms: float | None) -> None:
+        with self.lock:
+            if latency_ms is None:
+                self.errors += 1
+            else:
+                self.latencies_ms.append(latency_ms)
+
+    def take(self) -> tuple[list[float], int, int]:
+        with self.lock:
+            taken = (self.latencies_ms, self.errors, self.shed)
+            self.latencies_ms, self.errors, self.shed = [], 0, 0
         return taken
 
 
@@ -68,6 +85,7 @@ class Sample:
     queued_logs: int
     requests: int
     errors: int
+    shed: int
     p50_ms: float
     p99_ms: float
 
@@ -79,42 +97,72 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def one_call(client: httpx.AsyncClient, url: str, stream: bool, window: Window) -> None:
-    started = time.perf_counter()
-    try:
-        if stream:
-            async with client.stream("POST", url, json=pb.request_body(True)) as response:
-                async for _ in response.aiter_bytes():
-                    pass
-                ok = response.status_code == 200
+class Client:
+    """One keep-alive HTTP/1.1 connection to the gateway (http.client: cheap, no event loop)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port, self.path = parts.hostname or HOST, parts.port or 80, parts.path
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.bodies = {s: json.dumps(pb.request_body(s)).encode() for s in (False, True)}
+        self.conn: http.client.HTTPConnection | None = None
+
+    def call(self, stream: bool) -> bool:
+        """One chat completion, read to the end; False on any failure (then reconnect)."""
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            self.conn.request("POST", self.path, self.bodies[stream], self.headers)
+            response = self.conn.getresponse()
+            response.read()
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            return False
+
+
+def client_loop(client: Client, due: queue.Queue[tuple[float, bool] | None], w: Window) -> None:
+    """Take scheduled calls until None; latency counts from the scheduled time (so a gateway
+    that falls behind shows it, instead of the load slowing down with it)."""
+    while (item := due.get()) is not None:
+        scheduled, stream = item
+        wait = scheduled - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        ok = client.call(stream)
+        w.add((time.monotonic() - scheduled) * 1000 if ok else None)
+
+
+def drive(url: str, token: str, args: argparse.Namespace, window: Window) -> None:
+    """Open-loop load at `args.rate`, alternating stream and non-stream, for `args.minutes`.
+
+    A fixed pool of `args.connections` client threads takes calls off a schedule; when more than
+    `MAX_BACKLOG` calls wait, new ones are shed (counted), so the generator never spirals.
+    """
+    due: queue.Queue[tuple[float, bool] | None] = queue.Queue()
+    threads = [
+        threading.Thread(target=client_loop, args=(Client(url, token), due, window), daemon=True)
+        for _ in range(args.connections)
+    ]
+    for thread in threads:
+        thread.start()
+    start = time.monotonic()
+    interval = 1 / args.rate
+    sent = 0
+    while (scheduled := start + sent * interval) < start + args.minutes * 60:
+        time.sleep(max(0.0, scheduled - time.monotonic()))
+        if due.qsize() < MAX_BACKLOG:
+            due.put((scheduled, sent % 2 == 1))
         else:
-            response = await client.post(url, json=pb.request_body(False))
-            ok = response.status_code == 200
-    except httpx.HTTPError:
-        ok = False
-    if ok:
-        window.latencies_ms.append((time.perf_counter() - started) * 1000)
-    else:
-        window.errors += 1
-
-
-async def drive(url: str, token: str, rate: float, seconds: float, window: Window) -> None:
-    """Open-loop load: one call every 1/rate s, alternating stream and non-stream."""
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30, trust_env=False) as c:
-        pending: set[asyncio.Task[None]] = set()
-        start = time.monotonic()
-        sent = 0
-        while (now := time.monotonic() - start) < seconds:
-            due = int(now * rate)
-            while sent < due:
-                task = asyncio.create_task(one_call(c, url, sent % 2 == 1, window))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                sent += 1
-            await asyncio.sleep(0.005)
-        await asyncio.gather(*pending, return_exceptions=True)
+            with window.lock:
+                window.shed += 1
+        sent += 1
+    for _ in threads:
+        due.put(None)
+    for thread in threads:
+        thread.join(timeout=60)
 
 
 def worker_stats(stats_dir: Path, pids: Sequence[int]) -> tuple[int, int, int]:
@@ -145,7 +193,7 @@ def take_sample(
 ) -> Sample:
     pids = target.pids()
     tasks, fds, queued = worker_stats(stats_dir, pids)
-    done = window.take()
+    latencies, errors, shed = window.take()
     return Sample(
         at_s=at_s,
         rss_mib=sum(pb.rss_kib(pid) for pid in pids) / 1024,
@@ -153,47 +201,48 @@ def take_sample(
         tasks=tasks,
         db_connections=db_connections(database_url),
         queued_logs=queued,
-        requests=len(done.latencies_ms) + done.errors,
-        errors=done.errors,
-        p50_ms=percentile(done.latencies_ms, 0.5),
-        p99_ms=percentile(done.latencies_ms, 0.99),
+        requests=len(latencies) + errors,
+        errors=errors,
+        shed=shed,
+        p50_ms=percentile(latencies, 0.5),
+        p99_ms=percentile(latencies, 0.99),
     )
 
 
-async def sample_until(
-    stop: asyncio.Event,
-    every: float,
+def sample_until(
+    stop: threading.Event,
+    args: argparse.Namespace,
     target: pb.Target,
     stats_dir: Path,
-    database_url: str,
     window: Window,
-) -> list[Sample]:
-    samples: list[Sample] = []
+    samples: list[Sample],
+) -> None:
     start = time.monotonic()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
-        at_s = time.monotonic() - start
-        sample = await asyncio.to_thread(take_sample, at_s, target, stats_dir, database_url, window)
+    while not stop.wait(args.sample_seconds):
+        sample = take_sample(time.monotonic() - start, target, stats_dir, args.database_url, window)
         samples.append(sample)
         pb._log(
-            f"  {at_s:6.0f}s rss {sample.rss_mib:6.1f} MiB fds {sample.fds:4} tasks "
+            f"  {sample.at_s:6.0f}s rss {sample.rss_mib:6.1f} MiB fds {sample.fds:4} tasks "
             f"{sample.tasks:4} db {sample.db_connections:3} req {sample.requests:6} "
-            f"err {sample.errors} p99 {sample.p99_ms:.1f} ms"
+            f"err {sample.errors} shed {sample.shed} p99 {sample.p99_ms:.1f} ms"
         )
-    return samples
 
 
-async def soak(target: pb.Target, args: argparse.Namespace, stats_dir: Path) -> list[Sample]:
+def soak(target: pb.Target, args: argparse.Namespace, stats_dir: Path) -> list[Sample]:
     window = Window()
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(
-        sample_until(stop, args.sample_seconds, target, stats_dir, args.database_url, window)
+    stop = threading.Event()
+    samples: list[Sample] = []
+    sampler = threading.Thread(
+        target=sample_until, args=(stop, args, target, stats_dir, window, samples), daemon=True
     )
+    sampler.start()
     token = target.headers["Authorization"].removeprefix("Bearer ")
-    await drive(target.url, token, args.rate, args.minutes * 60, window)
-    stop.set()
-    return await sampler
+    try:
+        drive(target.url, token, args, window)
+    finally:
+        stop.set()
+        sampler.join(timeout=60)
+    return samples
 
 
 def verdicts(samples: list[Sample], warmup_s: float) -> dict[str, str]:
@@ -217,18 +266,22 @@ def markdown(samples: list[Sample], results: dict[str, str], args: argparse.Name
     head = (
         f"Soak: {args.minutes:g} min at {args.rate:g} req/s (half streaming), upstream "
         f"{args.latency_ms} ms, {args.workers} worker(s), {pb.machine()}\n\n"
-        "| t (s) | RSS MiB | fds | tasks | DB conns | queued logs | requests | errors "
-        "| p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| t (s) | RSS MiB | fds | tasks | DB conns | queued logs | requests | errors | shed "
+        "| p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = "".join(
         f"| {s.at_s:.0f} | {s.rss_mib:.1f} | {s.fds} | {s.tasks} | {s.db_connections} "
-        f"| {s.queued_logs} | {s.requests} | {s.errors} | {s.p50_ms:.1f} | {s.p99_ms:.1f} |\n"
+        f"| {s.queued_logs} | {s.requests} | {s.errors} | {s.shed} | {s.p50_ms:.1f} "
+        f"| {s.p99_ms:.1f} |\n"
         for s in samples
     )
     total = sum(s.requests for s in samples)
     errors = sum(s.errors for s in samples)
+    shed = sum(s.shed for s in samples)
     verdict = "".join(f"- {name}: {text}\n" for name, text in results.items())
-    return f"{head}{rows}\n{total} requests, {errors} errors. After warm-up:\n{verdict}"
+    return (
+        f"{head}{rows}\n{total} requests, {errors} errors, {shed} shed. After warm-up:\n{verdict}"
+    )
 
 
 def run(args: argparse.Namespace, work: Path) -> str:
@@ -253,7 +306,7 @@ def run(args: argparse.Namespace, work: Path) -> str:
             if target.unavailable:
                 raise pb.BenchError(f"the gateway does not serve: {target.unavailable}")
             pb._log(f"soaking {args.minutes:g} min at {args.rate:g} req/s ...")
-            samples = asyncio.run(soak(target, args, stats_dir))
+            samples = soak(target, args, stats_dir)
     return markdown(samples, verdicts(samples, args.warmup_seconds), args)
 
 
@@ -273,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=100, help="requests per second")
     parser.add_argument("--latency-ms", type=int, default=20, help="the fake's latency")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32, help="client connections")
     parser.add_argument("--sample-seconds", type=float, default=30)
     parser.add_argument("--warmup-seconds", type=float, default=120)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
