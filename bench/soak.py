@@ -218,7 +218,8 @@ def sample_until(
     samples: list[Sample],
 ) -> None:
     start = time.monotonic()
-    while not stop.wait(args.sample_seconds):
+    while True:
+        finished = stop.wait(args.sample_seconds)
         sample = take_sample(time.monotonic() - start, target, stats_dir, args.database_url, window)
         samples.append(sample)
         pb._log(
@@ -226,6 +227,8 @@ def sample_until(
             f"{sample.tasks:4} db {sample.db_connections:3} req {sample.requests:6} "
             f"err {sample.errors} shed {sample.shed} p99 {sample.p99_ms:.1f} ms"
         )
+        if finished:  # the last, partial window is sampled too: every call is counted
+            return
 
 
 def soak(target: pb.Target, args: argparse.Namespace, stats_dir: Path) -> list[Sample]:
