@@ -208,6 +208,28 @@ def missing_for_grant(
     return sorted(missing)
 
 
+# Reading a resource is allowed by its Read or its Manage permission (as the list selectors do).
+_READ_OR_MANAGE = {
+    Permission.PROVIDER_ACCOUNT_READ: Permission.PROVIDER_ACCOUNT_MANAGE,
+    Permission.MCP_SERVER_READ: Permission.MCP_SERVER_MANAGE,
+}
+
+
+def missing_for_resource_role(
+    principal: Principal, role_id: str, resource: Resource
+) -> Permission | None:
+    """A permission the resource role `role_id` gives on `resource` that `principal` lacks
+    (Manage counts as Read), or None: a grant may not exceed its grantor. Use alone does not
+    let one grant `provider-account-access` (it gives Read too), nor does Manage alone let one
+    grant a role that may call the models.
+    """
+    for permission in sorted(RESOURCE_ROLE_PERMISSIONS.get(role_id, frozenset())):
+        alternatives = (permission, _READ_OR_MANAGE.get(permission, permission))
+        if not any(decide(principal, p, resource=resource).allowed for p in alternatives):
+            return permission
+    return None
+
+
 def can_administer_admins(principal: Principal) -> bool:
     """Only tenant admins (and system work) may create, change or remove tenant admins."""
     return principal.kind == "system" or (principal.kind == "user" and principal.is_tenant_admin)

@@ -33,12 +33,11 @@ from accounts.models import (
     VirtualAccountToken,
 )
 from accounts.policy import (
-    RESOURCE_ROLE_PERMISSIONS,
     Permission,
     PolicyDenied,
     Principal,
-    Resource,
     decide,
+    missing_for_resource_role,
     require,
 )
 from accounts.tokens import va_token_generate
@@ -85,26 +84,6 @@ def _model_ref(fqn: str) -> tuple[str, str]:
     return account, model
 
 
-# Reading a resource is allowed by its Read or its Manage permission (as the list selectors do).
-_READ_OR_MANAGE = {
-    Permission.PROVIDER_ACCOUNT_READ: Permission.PROVIDER_ACCOUNT_MANAGE,
-    Permission.MCP_SERVER_READ: Permission.MCP_SERVER_MANAGE,
-}
-
-
-def _holds_role_on(actor: Principal, role_id: str, resource: Resource) -> bool:
-    """True when the actor holds every permission `role_id` gives on `resource`.
-
-    A grant may not exceed its grantor (issue #10): `provider-account-access` gives Read as
-    well as Use, so Use alone does not let one grant it.
-    """
-    for permission in RESOURCE_ROLE_PERMISSIONS[role_id]:
-        alternatives = (permission, _READ_OR_MANAGE.get(permission, permission))
-        if not any(decide(actor, p, resource=resource).allowed for p in alternatives):
-            return False
-    return True
-
-
 def _resolve_permission(
     actor: Principal, spec: PermissionSpec, path: str
 ) -> VirtualAccountPermission:
@@ -120,8 +99,10 @@ def _resolve_permission(
     )
     if expected == "provider-account":
         account = ProviderAccount.objects.filter(name=_fqn_name(spec.resource_fqn)).first()
-        allowed = account is not None and _holds_role_on(
-            actor, spec.role_id, ("provider-account", account.pk)
+        allowed = (
+            account is not None
+            and missing_for_resource_role(actor, spec.role_id, ("provider-account", account.pk))
+            is None
         )
         row.provider_account = account
     elif expected == "provider-integration":
@@ -136,8 +117,9 @@ def _resolve_permission(
         row.provider_model = model
     else:
         server = McpServer.objects.filter(name=_fqn_name(spec.resource_fqn)).first()
-        allowed = server is not None and _holds_role_on(
-            actor, spec.role_id, ("mcp-server", server.pk)
+        allowed = (
+            server is not None
+            and missing_for_resource_role(actor, spec.role_id, ("mcp-server", server.pk)) is None
         )
         row.mcp_server = server
     if not allowed:

@@ -12,12 +12,11 @@ from django.db import transaction
 
 from accounts.audit import audit_record
 from accounts.policy import (
-    RESOURCE_ROLE_PERMISSIONS,
     Permission,
     PolicyDenied,
     Principal,
     Resource,
-    decide,
+    missing_for_resource_role,
     require,
 )
 from accounts.subjects import subject_parse, subject_resolve
@@ -142,13 +141,6 @@ def _collaborator_rows(
     return rows
 
 
-# Reading a resource is allowed by its Read or its Manage permission (as the list selectors do).
-_READ_OR_MANAGE = {
-    Permission.PROVIDER_ACCOUNT_READ: Permission.PROVIDER_ACCOUNT_MANAGE,
-    Permission.MCP_SERVER_READ: Permission.MCP_SERVER_MANAGE,
-}
-
-
 def _require_may_grant(
     actor: Principal,
     resource: Resource,
@@ -164,10 +156,9 @@ def _require_may_grant(
     for row in rows:
         if (row.user_id, row.team_id, row.role_id) in existing:
             continue
-        for permission in RESOURCE_ROLE_PERMISSIONS.get(row.role_id, frozenset()):
-            alternatives = (permission, _READ_OR_MANAGE.get(permission, permission))
-            if not any(decide(actor, p, resource=resource).allowed for p in alternatives):
-                raise PolicyDenied(permission, f"cannot grant {row.role_id} on {resource}")
+        missing = missing_for_resource_role(actor, row.role_id, resource)
+        if missing is not None:
+            raise PolicyDenied(missing, f"cannot grant {row.role_id} on {resource}")
 
 
 def _models_replace(account: ProviderAccount, specs: Sequence[ModelSpec]) -> None:
