@@ -8,9 +8,27 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# What a test run configures for itself (its database, broker, eager tasks, keys, var dir and
+# bootstrap admin), which must not leak into a gateway process a test starts: each test sets
+# explicitly what that process needs.
+TEST_RUN_SETTINGS = (
+    "DJANGO_SETTINGS_MODULE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "GATEWAY_SECRET_KEY",
+    "GATEWAY_ENCRYPTION_KEY",
+    "GATEWAY_VAR_DIR",
+    "GATEWAY_ADMIN_EMAIL",
+    "GATEWAY_ADMIN_PASSWORD",
+)
 
 
 def free_port() -> int:
@@ -105,3 +123,19 @@ def env_without(*names: str, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in names}
     env.update(overrides)
     return env
+
+
+def manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    """`manage.py ARGS` in a subprocess with `env`: its stripped stdout (asserts it succeeded)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        input=stdin,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"manage.py {args[0]}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()

@@ -15,6 +15,7 @@ import pytest
 from django.urls import reverse
 
 from tests.processes import (
+    TEST_RUN_SETTINGS,
     descendants,
     env_without,
     free_port,
@@ -32,18 +33,6 @@ MANAGE = Path(__file__).resolve().parent.parent / "manage.py"
 ADMIN_EMAIL = "owner@example.com"
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-# Whatever the test run itself configured must not leak into the embedded server.
-EXTERNAL = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "GATEWAY_SECRET_KEY",
-    "GATEWAY_ENCRYPTION_KEY",
-    "GATEWAY_ADMIN_EMAIL",
-    "GATEWAY_ADMIN_PASSWORD",
-)
 
 
 @dataclass
@@ -59,7 +48,7 @@ class Served:
 
 
 def embedded_env(var_dir: Path, **overrides: str) -> dict[str, str]:
-    return env_without(*EXTERNAL, GATEWAY_VAR_DIR=str(var_dir), **overrides)
+    return env_without(*TEST_RUN_SETTINGS, GATEWAY_VAR_DIR=str(var_dir), **overrides)
 
 
 def start_serve(env: dict[str, str], log: Path, *extra: str) -> Served:

@@ -48,23 +48,12 @@ from tests.fakes.fixtures import (  # noqa: F401 - fixtures for the fault tests
     fake_provider,
     fake_provider_server,
 )
-from tests.processes import env_without, free_port, http_get, wait_until
+from tests.processes import TEST_RUN_SETTINGS, env_without, free_port, http_get, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "openai-main/gpt-4o"
 SIDE_MODEL = "openai-side/gpt-4o"
 STARTUP_TIMEOUT = 60.0
-# Whatever the test run configured must not leak into the processes under test.
-EXTERNAL = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "GATEWAY_VAR_DIR",
-    "GATEWAY_ADMIN_EMAIL",
-    "GATEWAY_ADMIN_PASSWORD",
-)
 PROVIDERS = """\
 type: provider-account/openai
 name: openai-main
@@ -286,7 +275,7 @@ def gateway_env(database_url: str, var_dir: Path, **overrides: str) -> dict[str,
         "GATEWAY_ENCRYPTION_KEY": os.environ["GATEWAY_ENCRYPTION_KEY"],
         "GATEWAY_UPSTREAM_ALLOWLIST": "127.0.0.1",  # the fake provider
     }
-    return env_without(*EXTERNAL, **{**values, **overrides})
+    return env_without(*TEST_RUN_SETTINGS, **{**values, **overrides})
 
 
 def _build_template(fake_url: str) -> PgTemplate:

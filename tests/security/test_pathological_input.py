@@ -30,26 +30,24 @@ from teams.models import Team
 from tests import factories
 from tests.fakes.fixtures import FakeProviderServer
 from tests.fakes.providers import OPENAI_KEY
-from tests.processes import env_without, free_port, http_get, stop, wait_until
+from tests.processes import (
+    TEST_RUN_SETTINGS,
+    env_without,
+    free_port,
+    http_get,
+    manage,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
 BIN_DIR = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_EMAIL = "owner@example.com"
 BODY_LIMIT = 1 << 20  # GATEWAY_MAX_BODY_BYTES for the served gateway
 DJANGO_LIMIT = 2_621_440  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE default
 ATTACK_SECONDS = 2.0
 PROBE_P99_SECONDS = 0.2
-EXTERNAL = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "GATEWAY_SECRET_KEY",
-    "GATEWAY_ENCRYPTION_KEY",
-)
 PROXY = "/api/llm/v1/chat/completions"
 APPLY = "/api/v1/apply"
 SCIM_USERS = "/scim/v2/Users"
@@ -64,21 +62,6 @@ class Served:
     log: Path
     pat: str = ""
     scim: str = ""
-
-
-def _manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        input=stdin,
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]}: {done.stdout}{done.stderr}"
-    return done.stdout.strip()
 
 
 def _provision(env: dict[str, str], fake_url: str) -> tuple[str, str]:
@@ -101,9 +84,9 @@ def _provision(env: dict[str, str], fake_url: str) -> tuple[str, str]:
         },
     }
     for manifest in (account, sso):
-        _manage(env, "apply", "-f", "-", stdin=json.dumps(manifest))
-    pat = _manage(env, "create_pat", "--user", ADMIN_EMAIL, "--name", "attacker")
-    return pat, _manage(env, "scim_token", "--sso", "okta")
+        manage(env, "apply", "-f", "-", stdin=json.dumps(manifest))
+    pat = manage(env, "create_pat", "--user", ADMIN_EMAIL, "--name", "attacker")
+    return pat, manage(env, "scim_token", "--sso", "okta")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +95,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     fake = FakeProviderServer()
     fake.start()
     env = env_without(
-        *EXTERNAL,
+        *TEST_RUN_SETTINGS,
         GATEWAY_VAR_DIR=str(work / "var"),
         GATEWAY_ADMIN_EMAIL=ADMIN_EMAIL,
         GATEWAY_ADMIN_PASSWORD="x" * 16,

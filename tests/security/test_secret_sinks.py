@@ -49,7 +49,15 @@ from teams.scim_services import scim_token_issue
 from tests import factories
 from tests.fakes import fixtures as fake_fixtures
 from tests.fakes.fixtures import FakeProvider
-from tests.processes import env_without, free_port, http_get, stop, wait_until
+from tests.processes import (
+    TEST_RUN_SETTINGS,
+    env_without,
+    free_port,
+    http_get,
+    manage,
+    stop,
+    wait_until,
+)
 from tests.proxy import conftest as proxy_fixtures
 from tests.proxy.conftest import Gateway
 
@@ -471,31 +479,7 @@ def test_wrong_tokens_get_one_answer_whatever_the_token(
 
 # --- a real `gateway serve`: web server and worker logs --------------------------------------
 
-SERVE_EXTERNAL = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "GATEWAY_SECRET_KEY",
-    "GATEWAY_ENCRYPTION_KEY",
-)
 SERVE_ADMIN = "owner@example.com"
-
-
-def _manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    """`manage.py` against the served gateway's database; its output is ours, not a sink."""
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve().parents[2] / "manage.py"), *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]}: {done.stdout}{done.stderr}"
-    return done.stdout.strip()
 
 
 def _serve_manifests(
@@ -605,7 +589,7 @@ def test_canary_secrets_reach_no_server_or_worker_log(
         "webhook secret": _canary("whsec"),
     }
     env = env_without(
-        *SERVE_EXTERNAL,
+        *TEST_RUN_SETTINGS,
         GATEWAY_VAR_DIR=str(tmp_path / "var"),
         GATEWAY_ADMIN_EMAIL=SERVE_ADMIN,
         GATEWAY_ADMIN_PASSWORD="x" * 16,
@@ -627,8 +611,8 @@ def test_canary_secrets_reach_no_server_or_worker_log(
     try:
         wait_until(lambda: _up(process, port, log), 90, "gateway serve to answer /healthz")
         manifests = _serve_manifests(fake_provider.url, canaries, free_port())
-        _manage(env, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(m) for m in manifests))
-        pat = _manage(env, "create_pat", "--user", SERVE_ADMIN, "--name", "served")
+        manage(env, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(m) for m in manifests))
+        pat = manage(env, "create_pat", "--user", SERVE_ADMIN, "--name", "served")
         canaries["personal access token"] = pat
         canaries |= _served_calls(f"http://127.0.0.1:{port}", pat, sinks)
         # The worker tries the rotation's notification and the store write (both fail).
