@@ -58,6 +58,7 @@ from tests.accounts.test_rotation_worker import (
 )
 from tests.accounts.test_rotation_worker import workers as workers  # the fixture
 from tests.accounts.test_secret_stores import Moto
+from tests.accounts.test_secret_stores import gsm as gsm  # the fixture
 from tests.accounts.test_secret_stores import moto as moto  # the fixture
 from tests.fakes.fixtures import FakeProvider, fake_provider, fake_provider_server  # noqa: F401
 from tests.fakes.secret_servers import FakeRestServer, FakeSecretManager, Fault
@@ -152,16 +153,6 @@ class Store:
 
     def recover(self) -> None:
         self.server.faults.clear()
-
-
-@pytest.fixture(scope="module")
-def gsm() -> Iterator[FakeSecretManager]:
-    fake = FakeSecretManager()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.fixture(scope="module")
