@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from gateway_project.keys import encryption_key_from_file, secret_key_from_file
 
@@ -230,6 +231,15 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1
 GATEWAY_REQUEST_TIMEOUT_SECONDS = env.float("GATEWAY_REQUEST_TIMEOUT_SECONDS", default=600.0)
 GATEWAY_RETRY_ATTEMPTS = env.int("GATEWAY_RETRY_ATTEMPTS", default=2)
 GATEWAY_REQUEST_LOGGING_MODE = env.str("GATEWAY_REQUEST_LOGGING_MODE", default="header_controlled")
+# Who writes request logs: "process" (default), a writer process beside each proxy worker,
+# fed one serialised record per call; or "thread", a thread of the worker itself (the test
+# suite's in-process servers, whose test database a separate process cannot see). Why a
+# process: README "Request logs".
+GATEWAY_LOG_WRITER = env.str("GATEWAY_LOG_WRITER", default="process")
+if GATEWAY_LOG_WRITER not in ("process", "thread"):
+    raise ImproperlyConfigured(
+        f"GATEWAY_LOG_WRITER must be 'process' or 'thread', not {GATEWAY_LOG_WRITER!r}"
+    )
 # Soak runs (bench/soak.py): each proxy worker writes <dir>/<pid>.json with its task, fd and
 # queued-log counts every GATEWAY_STATS_SECONDS. Empty: off.
 GATEWAY_STATS_DIR = env.str("GATEWAY_STATS_DIR", default="")

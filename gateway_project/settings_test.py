@@ -16,3 +16,6 @@ CELERY_TASK_EAGER_PROPAGATES = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # The suite's webhook receivers listen on loopback: allowed explicitly, the check stays on.
 GATEWAY_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+# In-process test servers write request logs from a thread: a writer process would not see
+# the test database. Gateways the tests start as processes use the default (a process).
+GATEWAY_LOG_WRITER = "thread"

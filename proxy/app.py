@@ -22,7 +22,7 @@ import httpx
 from providers.aws_sts import StsCache
 from proxy import db, stats
 from proxy.auth import AuthCache, watch
-from proxy.logwriter import LogWriter
+from proxy.logprocess import new_log_sink
 from proxy.routing import RoutingCache
 from proxy.upstream import new_client
 
@@ -45,7 +45,7 @@ class ProxyState:
     def __init__(self) -> None:
         self.auth = AuthCache()
         self.routing = RoutingCache()
-        self.logs = LogWriter()
+        self.logs = new_log_sink()
         self.sts = StsCache()
         self.http: httpx.AsyncClient = new_client()
         self.stop = asyncio.Event()
@@ -60,14 +60,14 @@ class ProxyState:
         # Fresh caches bound to this event loop (a process may run several loops in tests).
         self.auth = AuthCache()
         self.routing = RoutingCache()
-        self.logs = LogWriter()
+        self.logs = new_log_sink()
         self.sts = StsCache()
         self.stop = asyncio.Event()
         self.http = new_client()
         self.tasks = [
             asyncio.create_task(watch(self.auth, self.stop)),
             asyncio.create_task(self.logs.run(self.stop)),
-            asyncio.create_task(stats.report(self.logs.queue.qsize, self.stop)),
+            asyncio.create_task(stats.report(self.logs.queued, self.stop)),
         ]
 
     async def shutdown(self) -> None:

@@ -50,19 +50,38 @@ WRITE_TIMEOUT_SECONDS = 1.0
 KILL_LOSS_WINDOW_SECONDS = INTERVAL_SECONDS + 2 * WRITE_TIMEOUT_SECONDS
 
 
-def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, uuid.UUID | Decimal):
-            value = str(value)
-        out[key] = value
-    return out
+def _json_value(value: object) -> str:
+    """JSON for the record values json cannot encode itself (ids, times, costs)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    raise TypeError(f"a request-log value of type {type(value).__name__} is not serialisable")
 
 
-def _revive(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "started_at": parse_datetime(record["started_at"])}
+def encode(kind: str, record: dict[str, Any]) -> bytes:
+    """One record as a line: the format of spool files and of the writer process's pipe."""
+    line = json.dumps({"kind": kind, "record": record}, default=_json_value)
+    return line.encode() + b"\n"  # json escapes newlines inside strings: one record, one line
+
+
+def decode(line: bytes | str) -> tuple[str, dict[str, Any]]:
+    """A record from an `encode`d line (ValueError or KeyError when the line is damaged)."""
+    item = json.loads(line)
+    record = item["record"]
+    return str(item["kind"]), {**record, "started_at": parse_datetime(record["started_at"])}
+
+
+def spool_lines(spool_dir: Path, lines: list[bytes]) -> None:
+    """Append `encode`d records to the spool as one new file, fsynced, whole or not at all."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    path = spool_dir / f"logs-{time.time_ns()}-{os.getpid()}.jsonl"
+    partial = path.with_suffix(".partial")  # renamed when complete: replay sees whole files
+    with partial.open("wb") as handle:
+        handle.writelines(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
 
 
 def _insert(batch: list[tuple[str, dict[str, Any]]]) -> None:
@@ -255,9 +274,12 @@ class LogWriter:
     """Queue -> batches -> database, with a local spool for database outages."""
 
     def __init__(
-        self, spool_dir: Path | None = None, insert: Callable[..., None] = _insert
+        self,
+        spool_dir: Path | None = None,
+        insert: Callable[..., None] = _insert,
+        max_queued: int = 0,  # 0: unbounded (`enqueue`); else `put` waits for room
     ) -> None:
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(max_queued)
         self.spool_dir = spool_dir or Path(settings.VAR_DIR) / "spool"
         self._insert = insert
         self._last_replay = 0.0
@@ -265,6 +287,14 @@ class LogWriter:
     def enqueue(self, kind: str, record: dict[str, Any]) -> None:
         """Hand a record over; never blocks the request."""
         self.queue.put_nowait((kind, record))
+
+    async def put(self, kind: str, record: dict[str, Any]) -> None:
+        """Hand a record over, waiting while `max_queued` records wait to be written."""
+        await self.queue.put((kind, record))
+
+    def queued(self) -> int:
+        """Records waiting to be written."""
+        return self.queue.qsize()
 
     def _drain(self) -> list[tuple[str, dict[str, Any]]]:
         batch: list[tuple[str, dict[str, Any]]] = []
@@ -285,15 +315,7 @@ class LogWriter:
         return True
 
     def _spool(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        path = self.spool_dir / f"logs-{time.time_ns()}-{os.getpid()}.jsonl"
-        partial = path.with_suffix(".partial")  # renamed when complete: replay sees whole files
-        with partial.open("w", encoding="utf-8") as handle:
-            for kind, record in batch:
-                handle.write(json.dumps({"kind": kind, "record": _jsonable(record)}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
+        spool_lines(self.spool_dir, [encode(kind, record) for kind, record in batch])
 
     def _replay(self) -> int:
         """Insert spooled files, oldest first; delete each once written. Returns records done.
@@ -310,8 +332,8 @@ class LogWriter:
             if not mine:
                 return 0  # another process is replaying this spool right now
             for path in sorted(self.spool_dir.glob("logs-*.jsonl")):
-                lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
-                self._insert([(x["kind"], _revive(x["record"])) for x in lines])
+                lines = [decode(x) for x in path.read_bytes().splitlines() if x]
+                self._insert(lines)
                 path.unlink()
                 done += len(lines)
         return done

@@ -437,8 +437,13 @@ class GatewayProcess:
         return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
+        """SIGKILL to the web process: no shutdown code runs (its log writer lives on)."""
         self.process.kill()
+        self.process.wait(timeout=10)
+
+    def kill_all(self) -> None:
+        """SIGKILL to every process of the gateway: the web process and its log writer."""
+        os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the group is its own
         self.process.wait(timeout=10)
 
 
