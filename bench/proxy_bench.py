@@ -10,8 +10,11 @@ The fake runs as its own uvicorn process (so it shares no GIL with the gateway);
 runs as `gateway serve --no-worker --workers N` on a fresh embedded SQLite var dir (or
 --database-url), set up with `manage.py apply` (a provider account pointing at the fake) and
 `manage.py create_pat`. CPU time per request is the utime+stime delta of the server's
-processes (/proc/<pid>/stat) over the run divided by the requests served; RSS is the peak of
-the summed VmRSS of those processes, sampled every 0.2 s.
+processes (/proc/<pid>/stat) over the run, and until they are idle again after it (work
+still queued when wrk stops, such as request logs, counts), divided by the requests served.
+The gateway's processes are its worker(s) and each worker's request-log writer process. RSS
+is the peak of the summed VmRSS of those processes, sampled every 0.2 s; "largest" is the peak
+of the largest single one (the per-worker figure).
 
     .venv/bin/python bench/proxy_bench.py                 # the full matrix, 10 s per case
     .venv/bin/python bench/proxy_bench.py --quick          # a smoke run (seconds)
@@ -107,6 +110,7 @@ class Row:
     result: WrkResult | None = None
     cpu_ms_per_request: float | None = None
     rss_mib: float | None = None
+    largest_mib: float | None = None  # peak RSS of the largest single process
     note: str = ""
 
 
@@ -240,6 +244,7 @@ class Meter:
     def __init__(self, pids: Sequence[int]) -> None:
         self.pids = list(pids)
         self.peak_kib = 0
+        self.largest_kib = 0
         self._stop = threading.Event()
         self.cpu_seconds = 0.0
         self.wall_seconds = 0.0
@@ -261,10 +266,15 @@ class Meter:
 
     def _sample(self) -> None:
         while True:
-            self.peak_kib = max(self.peak_kib, sum(rss_kib(pid) for pid in self.pids))
+            self._take_rss()
             if self._stop.wait(0.2):
-                self.peak_kib = max(self.peak_kib, sum(rss_kib(pid) for pid in self.pids))
+                self._take_rss()
                 return
+
+    def _take_rss(self) -> None:
+        each = [rss_kib(pid) for pid in self.pids]
+        self.peak_kib = max(self.peak_kib, sum(each))
+        self.largest_kib = max([self.largest_kib, *each])
 
 
 @contextlib.contextmanager
@@ -485,6 +495,8 @@ def measure(case: Case, target: Target, script: Path, duration: float, ours: lis
     before = machine_busy_seconds(), children_cpu_seconds()
     with Meter(target.pids()) as meter, Meter(ours) as everything:
         output = run_wrk(target.url, script, case.connections, duration)
+        # Work the server still does for this case's requests (log records) is charged to it.
+        drained = settle(target)
     result = parse_wrk(output)
     busy = max(meter.cpu_seconds - target.idle_cpu * meter.wall_seconds, 0.0)
     # CPU that neither the servers under test nor wrk used: other work on the machine, which
@@ -500,9 +512,11 @@ def measure(case: Case, target: Target, script: Path, duration: float, ours: lis
         result=result,
         cpu_ms_per_request=busy * 1000 / max(result.requests, 1),
         rss_mib=meter.peak_kib / 1024,
+        largest_mib=meter.largest_kib / 1024,
         note="; ".join(
             ([f"{result.errors} errors"] if result.errors else [])
             + ([] if quiet else ["server still busy from the previous case"])
+            + ([] if drained else ["server still busy 20 s after the case"])
             + ([f"other load {other * 100:.0f}% of a core"] if other > 0.1 else [])
         ),
     )
@@ -657,9 +671,9 @@ def markdown(rows: list[Row]) -> str:
     by_case = {row.case: row for row in rows}
     header = (
         "| target | mode | upstream ms | conns | req/s | p50 ms | p90 ms | p99 ms "
-        "| added p50 | added p90 | added p99 | CPU ms/req | RSS MiB | notes |"
+        "| added p50 | added p90 | added p99 | CPU ms/req | RSS MiB | largest MiB | notes |"
     )
-    lines = [header, "|" + "---|" * 14]
+    lines = [header, "|" + "---|" * 15]
     for row in rows:
         case, result = row.case, row.result
         direct = by_case.get(case.peer)
@@ -680,6 +694,7 @@ def markdown(rows: list[Row]) -> str:
                     _added(row, direct, "p99_ms"),
                     _num(row.cpu_ms_per_request, 3),
                     _num(row.rss_mib, 0),
+                    _num(row.largest_mib, 0),
                     row.note.replace("|", "/"),
                 ]
             )
@@ -757,8 +772,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Proxy benchmark: {target}; {plan.duration:g} s per case, wrk 1 thread; "
             f"gateway workers: {plan.workers}; {machine()}.",
             "Streams carry 5 content chunks. Added = gateway minus direct at that percentile.",
-            "CPU and RSS are the server's (the fake's on direct rows, the gateway's otherwise); "
-            "CPU/req excludes the idle CPU measured before the runs ("
+            "CPU and RSS are the server's (the fake's on direct rows, the gateway's otherwise: "
+            "its workers and their log writer processes; largest = the largest one); CPU/req "
+            "counts until the server is idle after the run and excludes the idle CPU measured "
+            "before the runs ("
             + ", ".join(f"{t.name} {t.idle_cpu * 100:.1f}%" for t in plan.targets)
             + " of a core).",
             "",
