@@ -79,9 +79,14 @@ class LogProcess:
 
     def enqueue(self, kind: str, record: dict[str, Any]) -> None:
         """Hand a record over; never blocks the request."""
+        try:
+            line = encode(kind, record)
+        except (TypeError, ValueError):  # a bug in what the proxy recorded: say so, loudly
+            logger.exception("request logs: cannot serialise a %s record; not logged", kind)
+            return
         if not self._pending:
             self._pending_since = time.monotonic()
-        self._pending.append(encode(kind, record))
+        self._pending.append(line)
         self._schedule_send()
 
     def queued(self) -> int:

@@ -324,3 +324,18 @@ def test_damaged_and_cut_short_lines_are_dropped_with_a_warning_and_the_rest_wri
     assert list(RequestLog.objects.values_list("id", flat=True)) == [good["id"]]
     assert stderr.decode().count("dropped a damaged record") == 2
     assert "dropped a record cut short" in stderr.decode()
+
+
+def test_a_record_that_cannot_be_serialised_is_reported_and_the_next_one_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = LogProcess(spool_dir=tmp_path)
+    good = request_record()
+
+    async def main() -> None:
+        sink.enqueue("request", request_record(metadata={"bad": object()}))
+        sink.enqueue("request", good)
+
+    asyncio.run(main())
+    assert sink.queued() == 1
+    assert "cannot serialise a request record" in caplog.text
