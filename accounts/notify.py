@@ -24,7 +24,9 @@ only the context keys below are used, and anything shaped like a gateway token i
 Webhook hosts (SSRF): a Slack or generic webhook URL may not point at loopback, link-local
 (cloud metadata), private or other non-public addresses, in any spelling, unless
 GATEWAY_WEBHOOK_ALLOWLIST has a pattern for its host or address. Checked when the target is
-saved and again before every delivery (DNS can change); redirects are never followed.
+saved and again before every delivery (DNS can change), and the delivery connects to the
+addresses that check resolved (with the URL's Host header and TLS server name), not to a
+fresh DNS answer that could point elsewhere; redirects are never followed.
 
 Errors: `NotificationError` is transient (timeouts, connection failures, 5xx, 408, 429) and
 the caller retries; `NotificationRejected` is permanent (other 4xx, refused recipients, an
@@ -59,7 +61,7 @@ from pydantic import (
     field_validator,
 )
 
-from providers.upstream import non_public_reason
+from providers.upstream import HostRefused, non_public_reason, vetted_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +122,19 @@ def _slack_prefixes() -> tuple[str, ...]:
     return (SLACK_WEBHOOK_PREFIX, *extra)
 
 
-def webhook_host_problem(url: str, *, strict: bool) -> str:
-    """Why the gateway must not POST to `url` (see "Webhook hosts" above), or ""."""
+def _http_url(url: str) -> httpx.URL | None:
+    """`url` parsed when it is an http(s) URL with a host, else None."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
-        return "must be an http:// or https:// URL"
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return None
+    return parsed if parsed.scheme in ("http", "https") and parsed.host else None
+
+
+def webhook_host_problem(url: str, *, strict: bool) -> str:
+    """Why the gateway must not POST to `url` (see "Webhook hosts" above), or ""."""
+    parsed = _http_url(url)
+    if parsed is None:
         return "must be an http:// or https:// URL"
     patterns: list[str] = settings.GATEWAY_WEBHOOK_ALLOWLIST
     reason = non_public_reason(parsed.host, patterns, strict=strict)
@@ -273,19 +281,55 @@ def _send_email(target: EmailTarget, subject: str, text: str) -> None:
         raise NotificationError(f"could not send email ({type(exc).__name__})") from None
 
 
+def _vetted_addresses(url: httpx.URL, what: str) -> list[str]:
+    """The addresses `url`'s host may be reached at now (see "Webhook hosts" above)."""
+    try:
+        return vetted_addresses(url.host, settings.GATEWAY_WEBHOOK_ALLOWLIST)
+    except HostRefused as refused:
+        message = f"{what}: {refused} (see GATEWAY_WEBHOOK_ALLOWLIST)"
+        if refused.unresolved:
+            raise NotificationError(message) from None
+        raise NotificationRejected(message) from None
+
+
+def _post_pinned(
+    client: httpx.Client, url: httpx.URL, addresses: list[str], body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """POST to the vetted addresses in turn (by name when none), never to a fresh DNS answer.
+
+    The Host header and, over TLS, the server name (SNI, certificate check) stay the URL's.
+    """
+    if not addresses:
+        return client.post(url, content=body, headers=headers)
+    pinned_headers = {**headers, "Host": url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")}
+    for address in addresses[:-1]:
+        try:
+            return client.post(
+                url.copy_with(host=address),
+                content=body,
+                headers=pinned_headers,
+                extensions=extensions,
+            )
+        except httpx.ConnectError:
+            continue  # the next address, as a client connecting by name would
+    return client.post(
+        url.copy_with(host=addresses[-1]),
+        content=body,
+        headers=pinned_headers,
+        extensions=extensions,
+    )
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], what: str) -> None:
-    problem = webhook_host_problem(url, strict=True)
-    if "does not resolve" in problem:
-        raise NotificationError(f"{what}: {problem}")
-    if problem:
-        raise NotificationRejected(f"{what}: {problem}")
+    target = _http_url(url)
+    if target is None:
+        raise NotificationRejected(f"{what}: must be an http:// or https:// URL")
+    addresses = _vetted_addresses(target, what)
+    headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT, **headers}
     try:
         with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
-            response = client.post(
-                url,
-                content=body,
-                headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT, **headers},
-            )
+            response = _post_pinned(client, target, addresses, body, headers)
     except httpx.TimeoutException:
         raise NotificationError(f"{what} timed out") from None
     except httpx.HTTPError as exc:

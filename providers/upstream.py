@@ -53,27 +53,49 @@ def _addresses(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def non_public_reason(host: str, patterns: Sequence[str], *, strict: bool) -> str:
-    """Why the gateway must not call `host`, or "" when it may.
+class HostRefused(Exception):
+    """The gateway must not call this host; `unresolved` when it only does not resolve (yet)."""
+
+    def __init__(self, reason: str, *, unresolved: bool = False) -> None:
+        super().__init__(reason)
+        self.unresolved = unresolved
+
+
+def vetted_addresses(host: str, patterns: Sequence[str]) -> list[str]:
+    """The addresses of `host` the gateway may connect to, from one checked resolution.
 
     A host, or each of its addresses, is allowed when it is public or a pattern matches it.
-    `strict=False` (at save time) lets a name that does not resolve yet pass: it is checked
-    again, strictly, before every call, because DNS can change in between.
+    Connect to these addresses, not to the name: DNS may answer the name differently a moment
+    later (rebinding). An empty list: a pattern matches the host itself, connect by name.
+    Raises HostRefused.
     """
     host = host.lower().rstrip(".")
     if not host:
-        return "has no host"
+        raise HostRefused("has no host")
     if host_matches(host, patterns):
-        return ""
+        return []
     if host_matches(host, INTERNAL_NAMES):
-        return f"host '{host}' is internal"
+        raise HostRefused(f"host '{host}' is internal")
     try:
         addresses = _addresses(host)
     except (OSError, UnicodeError):
-        return f"host '{host}' does not resolve" if strict else ""
+        raise HostRefused(f"host '{host}' does not resolve", unresolved=True) from None
     for address in addresses:
         if _non_public(address) and not host_matches(address, patterns):
-            return f"host '{host}' resolves to the non-public address {address}"
+            raise HostRefused(f"host '{host}' resolves to the non-public address {address}")
+    return addresses
+
+
+def non_public_reason(host: str, patterns: Sequence[str], *, strict: bool) -> str:
+    """Why the gateway must not call `host`, or "" when it may (see `vetted_addresses`).
+
+    `strict=False` (at save time) lets a name that does not resolve yet pass: it is checked
+    again, strictly, before every call, because DNS can change in between.
+    """
+    try:
+        vetted_addresses(host, patterns)
+    except HostRefused as refused:
+        return "" if refused.unresolved and not strict else str(refused)
     return ""
 
 
