@@ -184,8 +184,13 @@ def _active_admin_count() -> int:
     return User.objects.filter(tenant_role__slug=TENANT_ADMIN, is_active=True).count()
 
 
+def is_last_active_admin(user: User) -> bool:
+    """True when `user` is the only active tenant admin, who must stay one and stay active."""
+    return user.tenant_role_id == TENANT_ADMIN and user.is_active and _active_admin_count() <= 1
+
+
 def _guard_last_admin(user: User) -> None:
-    if user.tenant_role_id == TENANT_ADMIN and user.is_active and _active_admin_count() <= 1:
+    if is_last_active_admin(user):
         raise Conflict("this is the last active tenant admin; make another admin first")
 
 
@@ -240,6 +245,17 @@ def user_set_active(*, actor: Principal, user: User, active: bool) -> User:
             raise Conflict("you cannot deactivate yourself")
         _guard_admin_target(actor, user)
         _guard_last_admin(user)
+    switch_active(actor=actor, user=user, active=active)
+    return user
+
+
+def switch_active(*, actor: Principal, user: User, active: bool) -> None:
+    """(De)activate a locked `user` and audit it; whether the actor may is the caller's check.
+
+    Deactivation: console sessions stop at their next request (the auth backend refuses
+    inactive users) and tokens in the proxy within its stated bound (the new auth epoch and
+    the audit record move the config version its caches poll).
+    """
     before = user_snapshot(user)
     user.is_active = active
     user.deactivated_at = None if active else timezone.now()
@@ -247,7 +263,6 @@ def user_set_active(*, actor: Principal, user: User, active: bool) -> User:
     user.save(update_fields=["is_active", "deactivated_at", "auth_epoch"])
     action = "user.reactivated" if active else "user.deactivated"
     audit_record(actor=actor, action=action, target=user, before=before, after=user_snapshot(user))
-    return user
 
 
 @transaction.atomic

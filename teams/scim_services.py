@@ -26,9 +26,9 @@ from django.db.models import Prefetch, ProtectedError, Q, QuerySet
 from django.utils import timezone
 
 from accounts.audit import audit_record
-from accounts.models import TENANT_ADMIN, PersonalAccessToken, User
+from accounts.models import PersonalAccessToken, User
 from accounts.policy import Permission, Principal, require
-from accounts.services import user_snapshot
+from accounts.services import is_last_active_admin, switch_active, user_snapshot
 from accounts.tokens import random_secret
 from gateway_project.crypto import keyed_digest
 from gateway_project.errors import Conflict, ObjectNotFound, ValidationFailed
@@ -286,32 +286,16 @@ def _scim_snapshot(user: User, link: ScimUser) -> dict[str, Any]:
     }
 
 
-def _last_active_admin(user: User) -> bool:
-    return (
-        user.tenant_role_id == TENANT_ADMIN
-        and user.is_active
-        and User.objects.filter(tenant_role__slug=TENANT_ADMIN, is_active=True).count() <= 1
-    )
-
-
 def _set_active(actor: Principal, user: User, active: bool) -> None:
     """Same state change as accounts.services.user_set_active, under SCIM_PROVISION.
 
-    Deactivation: console sessions stop at their next request (the auth backend refuses
-    inactive users), PATs stop in the proxy within its stated bound (the audit record moves
-    the config version its caches poll), and nothing the user's teams own is touched.
+    Nothing the user's teams own is touched.
     """
     if user.is_active == active:
         return
-    if not active and _last_active_admin(user):
+    if not active and is_last_active_admin(user):
         raise Conflict("this is the last active tenant admin; it cannot be deactivated")
-    before = user_snapshot(user)
-    user.is_active = active
-    user.deactivated_at = None if active else timezone.now()
-    user.auth_epoch += 1
-    user.save(update_fields=["is_active", "deactivated_at", "auth_epoch"])
-    action = "user.reactivated" if active else "user.deactivated"
-    audit_record(actor=actor, action=action, target=user, before=before, after=user_snapshot(user))
+    switch_active(actor=actor, user=user, active=active)
 
 
 def _limited(value: str, limit: int, field_name: str) -> str:
