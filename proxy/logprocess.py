@@ -1,11 +1,11 @@
 """The request-log writer as a process of its own, beside each proxy worker (the default).
 
 Why: the writer's ~50 µs of CPU per record (row parameters, rollup folding, the driver binding
-thousands of parameters) ran in bursts every 0.2 s, and calls that needed a CPU during a burst
-waited for it: at one connection that was most of the proxy's p99 overhead. Moving it to a
-thread of its own did not help, nor did a process at nice 19; a process at idle scheduling
-priority (SCHED_IDLE: any other runnable task preempts it at once) did (README "Request logs"
-has the measurements).
+thousands of parameters) ran in bursts every 0.2 s in a thread of the worker, and calls that
+needed a CPU during a burst waited for it: at one connection that was most of the proxy's p99
+overhead. Shorter batch intervals did not help, nor did a separate process at normal priority
+or at nice 19; a process at idle scheduling priority (SCHED_IDLE: any other runnable task
+preempts it at once) did (README, Benchmark, "The writer is a process at idle priority").
 
 The worker serialises each record (one `json.dumps`, on its event loop) and writes the lines
 to the writer's pipe every `SEND_DELAY_SECONDS`; the writer process runs
@@ -21,9 +21,8 @@ the writer writes (or spools) everything it has and exits, and the worker waits 
 writer ignores SIGINT and SIGTERM (a Ctrl-C or `kill` of the process group must not cut its
 flush short) and stops at the end of its input, so a worker killed with `kill -9` loses only
 the lines it had not yet sent (`SEND_DELAY_SECONDS`): the writer still writes what it
-received. A writer that dies
-is replaced within `RESTART_DELAY_SECONDS`; what it held (see `KILL_LOSS_WINDOW_SECONDS`) is
-lost, as with a `kill -9` of a writer thread.
+received. A writer that dies is replaced within `RESTART_DELAY_SECONDS`; what it held (see
+`KILL_LOSS_WINDOW_SECONDS`) is lost, as with a `kill -9` of a writer thread.
 """
 
 from __future__ import annotations

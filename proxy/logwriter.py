@@ -6,6 +6,9 @@ batch. When the database refuses, or does not finish the write within `WRITE_TIM
 directory and replayed when the database answers again (and at start-up). Shutdown flushes the
 queue. A `kill -9` loses at most the records answered in the last `KILL_LOSS_WINDOW_SECONDS`:
 those still queued or in the write being attempted (tests/faults/test_request_log_durability.py).
+
+Under `gateway serve` this writer runs in a process of its own beside each worker, fed over a
+pipe (`proxy/logprocess.py`); `GATEWAY_LOG_WRITER=thread` runs it in the worker.
 """
 
 from __future__ import annotations
