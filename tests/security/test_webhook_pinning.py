@@ -11,7 +11,6 @@ two loopback addresses, 127.0.0.1 and 127.0.0.2 (both allowed to this module's s
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import socket
 import ssl
@@ -22,12 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from accounts.notify import NotificationError, notify
+from tests.fakes.secret_servers import self_signed_certificate
 from tests.processes import free_port
 
 NAME = "hooks.pin.test"
@@ -148,40 +144,11 @@ def test_when_no_checked_address_answers_the_delivery_is_retried_later(
         deliver(f"http://{NAME}:{port}/hook")
 
 
-def certificate_for(name: str, directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for `name` (its own CA) and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.mark.usefixtures("pinned_env")
 def test_over_tls_the_certificate_is_checked_against_the_name_not_the_address(
     monkeypatch: pytest.MonkeyPatch, listeners: list[Listener], tmp_path: Path
 ) -> None:
-    cert, key = certificate_for(NAME, tmp_path)
+    cert, key = self_signed_certificate(tmp_path, (NAME,))
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     port = free_port()
@@ -200,7 +167,7 @@ def test_over_tls_the_certificate_is_checked_against_the_name_not_the_address(
 def test_over_tls_a_certificate_for_another_name_is_refused(
     monkeypatch: pytest.MonkeyPatch, listeners: list[Listener], tmp_path: Path
 ) -> None:
-    cert, key = certificate_for("someone-else.test", tmp_path)
+    cert, key = self_signed_certificate(tmp_path, ("someone-else.test",))
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     port = free_port()
