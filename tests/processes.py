@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a test run configures for itself (its database, broker, eager tasks, keys, var dir and
@@ -139,3 +140,16 @@ def manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
     )
     assert done.returncode == 0, f"manage.py {args[0]}: {done.stdout}{done.stderr}"
     return done.stdout.strip()
+
+
+def current_database_url() -> str:
+    """A URL for the database this test runs against (pytest-django's test database), for the
+    processes a test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"

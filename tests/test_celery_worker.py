@@ -13,17 +13,15 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.db import connection
 from kombu import Connection, Queue
 
 from accounts.tasks import invitation_send_task
 from gateway_project.celery import app as celery_app
 from tests import factories
-from tests.processes import env_without, free_port, stop, wait_until
+from tests.processes import current_database_url, env_without, free_port, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,15 +68,6 @@ def tasks_not_eager() -> Iterator[None]:
         celery_app.conf.task_always_eager = previous
 
 
-def database_url() -> str:
-    """A URL for the database this test runs against (pytest-django's test database)."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def start_worker(
     queue: str, smtp_port: int, tmp_path: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -86,7 +75,7 @@ def start_worker(
     env = env_without(
         "CELERY_BROKER_URL",
         DJANGO_SETTINGS_MODULE="gateway_project.settings",
-        DATABASE_URL=database_url(),
+        DATABASE_URL=current_database_url(),
         REDIS_URL=REDIS_URL,
         CELERY_TASK_ALWAYS_EAGER="false",
         EMAIL_HOST="127.0.0.1",

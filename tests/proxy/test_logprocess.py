@@ -28,7 +28,14 @@ from dataaccess.models import Rollup
 from proxy.logprocess import LogProcess
 from proxy.logwriter import _insert, encode
 from proxy.models import McpToolCall, RequestLog
-from tests.processes import ROOT, TEST_RUN_SETTINGS, env_without, is_running, wait_until
+from tests.processes import (
+    ROOT,
+    TEST_RUN_SETTINGS,
+    current_database_url,
+    env_without,
+    is_running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,16 +105,10 @@ def writer_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """
     if connection.vendor != "postgresql":
         pytest.skip("the writer process needs a database another process can open")
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    url = (
-        f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        f"/{db['NAME']}"
-    )
     yield env_without(
         *TEST_RUN_SETTINGS,
         DJANGO_SETTINGS_MODULE="gateway_project.settings",
-        DATABASE_URL=url,
+        DATABASE_URL=current_database_url(),
         GATEWAY_VAR_DIR=str(tmp_path / "var"),
         GATEWAY_SECRET_KEY=os.environ.get("GATEWAY_SECRET_KEY", "x" * 50),
         GATEWAY_ENCRYPTION_KEY=os.environ["GATEWAY_ENCRYPTION_KEY"],
