@@ -60,9 +60,8 @@ from tests.fakes.fixtures import (  # noqa: F401 - fixtures
     fake_provider,
     fake_provider_server,
 )
-from tests.processes import env_without, stop, wait_until
+from tests.processes import current_database_url, env_without, stop, wait_until
 from tests.servers import serve_in_thread
-from tests.test_celery_worker import database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("transactional_db")]
 
@@ -129,7 +128,7 @@ class Workers:
         env = env_without(
             "CELERY_BROKER_URL",
             DJANGO_SETTINGS_MODULE="gateway_project.settings",
-            DATABASE_URL=database_url(),
+            DATABASE_URL=current_database_url(),
             REDIS_URL=REDIS_URL,
             CELERY_TASK_ALWAYS_EAGER="false",
             GATEWAY_VAR_DIR=str(self.tmp_path / "var"),
