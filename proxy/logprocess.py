@@ -154,9 +154,9 @@ class LogProcess:
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a writer running until `stop`; then let it finish and wait for it."""
         while not stop.is_set():
-            self.process = await self._start()
-            if self.process is None or await _exits_before(self.process, stop):
-                code = None if self.process is None else self.process.returncode
+            process = await self._start()  # also self.process, for _send
+            if process is None or await _exits_before(process, stop):
+                code = None if process is None else process.returncode
                 self.process = None
                 logger.error("request logs: the writer process exited (code %s); restarting", code)
                 with contextlib.suppress(TimeoutError):
@@ -183,7 +183,7 @@ class LogProcess:
         if self._spooling:
             await asyncio.gather(*self._spooling, return_exceptions=True)
         if self._pending and self._open_stdin() is None:
-            self.process = await self._start()
+            await self._start()
         stdin = self._open_stdin()
         if stdin is None:
             if self._pending:
